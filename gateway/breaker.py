@@ -1,0 +1,97 @@
+"""A circuit breaker for Redis calls, so an outage costs one timeout, not one per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+from redis.exceptions import RedisError
+
+T = TypeVar("T")
+State = Literal["closed", "open", "half_open"]
+
+#: What a Redis call raises when the server is down, slow or gone.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+
+logger = logging.getLogger("gateway.redis")
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be used for this call (error, timeout, or the breaker is open)."""
+
+
+class CircuitBreaker:
+    """Opens after ``failure_threshold`` consecutive failures; after ``reset_timeout`` seconds one
+    probe call is let through, and its outcome closes or re-opens the circuit.
+
+    One breaker per process is shared by every component that talks to the same Redis.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 3,
+        reset_timeout: float = 1.0,
+        on_change: Callable[[State], None] | None = None,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if reset_timeout <= 0:
+            raise ValueError("reset_timeout must be positive")
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self.on_change = on_change
+        self.state: State = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+
+    def allow(self) -> bool:
+        """Whether a Redis call may be attempted now."""
+        if self.state == "closed":
+            return True
+        if self.state == "open" and time.monotonic() - self._opened_at >= self.reset_timeout:
+            self._set("half_open")
+        if self.state == "half_open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+        self._probing = False
+        if self.state != "closed":
+            self._set("closed")
+
+    def failure(self) -> None:
+        self._probing = False
+        self._failures += 1
+        if self.state == "half_open" or self._failures >= self.failure_threshold:
+            self._opened_at = time.monotonic()
+            if self.state != "open":
+                self._set("open")
+
+    async def call(self, factory: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call through the breaker; any Redis failure becomes ``RedisUnavailable``."""
+        if not self.allow():
+            raise RedisUnavailable("circuit open")
+        try:
+            result = await factory()
+        except REDIS_ERRORS as exc:
+            self.failure()
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            self._probing = False  # a cancelled probe must not leave the circuit half-open for good
+            raise
+        self.success()
+        return result
+
+    def _set(self, state: State) -> None:
+        self.state = state
+        log = logger.warning if state == "open" else logger.info
+        log("redis circuit %s", state.replace("_", "-"))
+        if self.on_change is not None:
+            self.on_change(state)

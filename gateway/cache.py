@@ -1,0 +1,235 @@
+"""``@cached``: a Redis read-through cache decorator for async loaders.
+
+Hits cost one Redis round trip. A miss takes a short *lease* in the cache key itself, so across
+every process only one loader fills a key (the others wait for its value), and an invalidation
+that lands while a loader is reading the database deletes the lease, so the loader's possibly
+stale value is never written (the stale-set race of "Scaling Memcache at Facebook").
+Within one process, concurrent misses for one key share a single load. When Redis is down or
+slow, the loader runs directly: the cache fails open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
+
+import orjson
+from redis.asyncio import Redis
+
+from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
+from gateway.keys import Keys
+from gateway.scripts import ScriptSet
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+RedisSource = Redis | Callable[[], "Redis | None"]
+
+
+def resolve_client(source: RedisSource) -> Redis | None:
+    """A client given directly (standalone or cluster), or the one a factory returns now."""
+    if hasattr(source, "execute_command"):
+        return source  # type: ignore[return-value]
+    return source()  # type: ignore[operator,no-any-return]
+
+logger = logging.getLogger("gateway.cache")
+
+_HIT, _LEASED, _WAIT = 0, 1, 2
+
+
+class CacheResult(NamedTuple, Generic[T]):
+    """A loader's value and whether it came from Redis."""
+
+    value: T
+    hit: bool
+
+
+class CacheStats:
+    """Counters a service can export as metrics."""
+
+    __slots__ = ("errors", "hits", "loads", "misses", "stale_fills_refused", "waits")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.loads = self.waits = self.errors = self.stale_fills_refused = 0
+
+
+class CachedFunction(Generic[P, T]):
+    """An async loader wrapped by :func:`cached`. Call it like the loader, or use :meth:`lookup`
+    to also learn whether the value was a hit, and :meth:`invalidate` after a write."""
+
+    def __init__(
+        self,
+        func: Callable[P, Awaitable[T]],
+        template: str,
+        *,
+        redis: RedisSource,
+        ttl: int,
+        miss_ttl: int | None,
+        keys: Keys,
+        lease_ms: int,
+        breaker: CircuitBreaker | None,
+    ) -> None:
+        if ttl < 1:
+            raise ValueError("ttl must be at least 1 second")
+        if miss_ttl is not None and miss_ttl < 1:
+            raise ValueError("miss_ttl must be at least 1 second, or None to never cache a None result")
+        self.func = func
+        self.template = template
+        self.ttl = ttl
+        self.miss_ttl = miss_ttl
+        self.keys = keys
+        self.lease_ms = lease_ms
+        self.breaker = breaker or CircuitBreaker()
+        self.stats = CacheStats()
+        self._redis = redis
+        self._signature = inspect.signature(func)
+        self._scripts = ScriptSet("cache_get", "cache_fill")
+        self._inflight: dict[str, asyncio.Future[CacheResult[T]]] = {}
+        functools.update_wrapper(self, func)
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        """The Redis key for these loader arguments (prefix included)."""
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return self.keys(self.template.format(**bound.arguments))
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        return (await self.lookup(*args, **kwargs)).value
+
+    async def lookup(self, *args: P.args, **kwargs: P.kwargs) -> CacheResult[T]:
+        """The value and whether it was served from Redis (``hit``) or loaded (``hit=False``)."""
+        key = self.key(*args, **kwargs)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            # Someone in this process is already fetching this key: share their result.
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CacheResult[T]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._fetch(key, args, kwargs)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: followers may not exist
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the entry (and any lease on it). Returns False when Redis could not be reached."""
+        key = self.key(*args, **kwargs)
+        client = self._client()
+        if client is None:
+            return False
+        try:
+            await self.breaker.call(lambda: client.delete(key))
+        except RedisUnavailable as exc:
+            self.stats.errors += 1
+            logger.warning("cache invalidation of %s failed: %s", key, exc)
+            return False
+        return True
+
+    def _client(self) -> Redis | None:
+        return resolve_client(self._redis)
+
+    async def _fetch(self, key: str, args: Any, kwargs: Any) -> CacheResult[T]:
+        client = self._client()
+        if client is None:
+            return CacheResult(await self._load(args, kwargs), False)
+        token = secrets.token_hex(8)
+        scripts = self._scripts.bind(client)
+        try:
+            reply = await self.breaker.call(
+                lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]),
+            )
+        except RedisUnavailable:
+            self.stats.errors += 1
+            return CacheResult(await self._load(args, kwargs), False)
+        if reply[0] == _HIT:
+            self.stats.hits += 1
+            return CacheResult(orjson.loads(reply[1]), True)
+        self.stats.misses += 1
+        if reply[0] == _WAIT:
+            waited = await self._wait_for_fill(client, key)
+            if waited is not None:
+                return CacheResult(orjson.loads(waited), True)
+            return CacheResult(await self._load(args, kwargs), False)
+        value = await self._load(args, kwargs)
+        ttl = self.ttl if value is not None else self.miss_ttl
+        if ttl is None:
+            return CacheResult(value, False)
+        try:
+            stored = await self.breaker.call(
+                lambda: scripts["cache_fill"](keys=[key], args=[token, orjson.dumps(value), ttl]),
+            )
+        except RedisUnavailable:
+            self.stats.errors += 1
+        else:
+            if not stored:
+                self.stats.stale_fills_refused += 1
+        return CacheResult(value, False)
+
+    async def _load(self, args: Any, kwargs: Any) -> T:
+        self.stats.loads += 1
+        return await self.func(*args, **kwargs)
+
+    async def _wait_for_fill(self, client: Redis, key: str) -> bytes | None:
+        """Poll briefly for the lease holder's value; None means load it ourselves."""
+        self.stats.waits += 1
+        delay, waited = 0.005, 0.0
+        while waited < self.lease_ms / 1000:
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
+            try:
+                value: bytes | None = await self.breaker.call(lambda: client.get(key))
+            except RedisUnavailable:
+                return None
+            if value is None:
+                return None  # the lease expired or was invalidated: load directly
+            if not value.startswith(b"!"):
+                return value
+        return None
+
+
+def cached(
+    template: str,
+    *,
+    redis: RedisSource,
+    ttl: int = 3600,
+    miss_ttl: int | None = 60,
+    keys: Keys | None = None,
+    lease_ms: int = 2000,
+    breaker: CircuitBreaker | None = None,
+) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
+    """Cache an async loader's JSON-serialisable result in Redis under ``template.format(**args)``.
+
+    ``redis`` is a client, or a callable returning the client (or None while there is none), so
+    the decorator can be applied before the app's lifespan has created it. A ``None`` result is
+    cached for ``miss_ttl`` seconds (``None`` disables that) so floods of lookups for missing
+    rows do not reach the database.
+    """
+
+    def decorate(func: Callable[P, Awaitable[T]]) -> CachedFunction[P, T]:
+        return CachedFunction(
+            func,
+            template,
+            redis=redis,
+            ttl=ttl,
+            miss_ttl=miss_ttl,
+            keys=keys or Keys(),
+            lease_ms=lease_ms,
+            breaker=breaker,
+        )
+
+    return decorate
+
+
+__all__ = ["REDIS_ERRORS", "CacheResult", "CachedFunction", "cached"]

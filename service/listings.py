@@ -1,0 +1,129 @@
+"""The listings API: HTTP handlers over the store and the cached read path."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.problem import ProblemResponse
+from service.responses import JSON, parse_body, validation_problem
+from service.schemas import ListingCreate, ListingUpdate, field_errors
+from service.state import Kapi, current_user
+from service.store import ListingQuery
+
+_MAX_ID = 2**63 - 1
+
+
+def parse_listing_id(raw: str) -> int | None:
+    """The id from the path, or None for anything that cannot name a listing (404, never 500)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value <= _MAX_ID else None
+
+
+def etag_of(body: bytes) -> str:
+    """A strong validator from the content alone, so every worker and host computes the same one."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def not_found(listing_id: str) -> ProblemResponse:
+    return ProblemResponse(404, f"There is no listing with id {listing_id[:40]!r}.")
+
+
+async def list_listings(request: Request) -> Response:
+    try:
+        query = ListingQuery.model_validate(dict(request.query_params))
+        query.after_id  # noqa: B018  (validates the cursor)
+    except ValidationError as exc:
+        return validation_problem(field_errors(exc), "The query parameters are not valid.")
+    except ValueError as exc:
+        return validation_problem([{"field": "cursor", "message": str(exc)}], "The query parameters are not valid.")
+    items, next_cursor = await Kapi.of(request).store.search(query)
+    return JSON({"items": items, "next_cursor": next_cursor})
+
+
+async def create_listing(request: Request) -> Response:
+    body = await parse_body(request, ListingCreate)
+    if isinstance(body, Response):
+        return body
+    kapi = Kapi.of(request)
+    listing = await kapi.store.create(body, owner_id=current_user(request) or "anonymous")
+    # A 404 for this id may have been cached before the row existed.
+    await kapi.invalidate_listing(listing["id"])
+    return JSON(listing, status_code=201, headers={"Location": f"/listings/{listing['id']}"})
+
+
+async def get_listing(request: Request) -> Response:
+    raw_id = request.path_params["listing_id"]
+    listing_id = parse_listing_id(raw_id)
+    if listing_id is None:
+        return not_found(raw_id)
+    result = await Kapi.of(request).load_listing.lookup(listing_id)
+    x_cache = "HIT" if result.hit else "MISS"
+    if result.value is None:
+        return ProblemResponse(404, f"There is no listing with id {listing_id}.", headers={"X-Cache": x_cache})
+    body = orjson.dumps(result.value)
+    etag = etag_of(body)
+    headers = {"ETag": etag, "X-Cache": x_cache, "Cache-Control": "no-cache"}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def update_listing(request: Request) -> Response:
+    raw_id = request.path_params["listing_id"]
+    listing_id = parse_listing_id(raw_id)
+    if listing_id is None:
+        return not_found(raw_id)
+    body = await parse_body(request, ListingUpdate)
+    if isinstance(body, Response):
+        return body
+    if not body.model_fields_set:
+        return validation_problem([{"field": "body", "message": "give at least one field to change"}])
+    kapi = Kapi.of(request)
+    denied = await kapi.check_owner(request, listing_id)
+    if denied is not None:
+        return denied
+    listing = await kapi.store.update(listing_id, body)
+    await kapi.invalidate_listing(listing_id)
+    if listing is None:
+        return not_found(raw_id)
+    return JSON(listing)
+
+
+async def delete_listing(request: Request) -> Response:
+    raw_id = request.path_params["listing_id"]
+    listing_id = parse_listing_id(raw_id)
+    if listing_id is None:
+        return not_found(raw_id)
+    kapi = Kapi.of(request)
+    denied = await kapi.check_owner(request, listing_id)
+    if denied is not None:
+        return denied
+    deleted = await kapi.store.delete(listing_id)
+    await kapi.invalidate_listing(listing_id)
+    if not deleted:
+        return not_found(raw_id)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/listings", list_listings, methods=["GET"], name="list_listings"),
+    Route("/listings", create_listing, methods=["POST"], name="create_listing"),
+    Route("/listings/{listing_id}", get_listing, methods=["GET"], name="get_listing"),
+    Route("/listings/{listing_id}", update_listing, methods=["PATCH"], name="update_listing"),
+    Route("/listings/{listing_id}", delete_listing, methods=["DELETE"], name="delete_listing"),
+]

@@ -1,0 +1,23 @@
+"""The ASGI entry point the Procfile runs (``uvicorn service.main:app``).
+
+A bad setting stops start-up with one line naming the variable, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from service.settings import Settings, SettingsError
+
+try:
+    settings = Settings.from_environ()
+except SettingsError as exc:
+    print(f"kapi: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+from service.app import create_app  # noqa: E402
+
+app = create_app(settings)

@@ -1,0 +1,66 @@
+"""Build the process's one Redis client from settings (standalone, cluster or sentinel)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.settings import Settings
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """Short timeouts and a single retry on a dropped connection (a restarted Redis leaves dead
+    sockets in the pool); timeouts are not retried, so a slow Redis costs one timeout."""
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if str(settings.redis_password):
+        options["password"] = str(settings.redis_password)
+    return options
+
+
+def describe(settings: Settings) -> str:
+    """Where Redis is, for logs: never includes the password."""
+    if settings.redis_mode == "sentinel":
+        nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"sentinel {nodes} master={settings.redis_sentinel_master}"
+    if settings.redis_url:
+        scheme, _, rest = settings.redis_url.partition("://")
+        return f"{settings.redis_mode} {scheme}://{rest.rpartition('@')[2]}"
+    return f"{settings.redis_mode} redis://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+
+
+def create_redis(settings: Settings) -> Redis | RedisCluster:
+    options = redis_options(settings)
+    if settings.redis_mode == "cluster":
+        url = settings.redis_url or f"redis://{settings.redis_host}:{settings.redis_port}"
+        cluster_options = {k: v for k, v in options.items() if k != "retry"}
+        return RedisCluster.from_url(url, **cluster_options)
+    if settings.redis_mode == "sentinel":
+        if not settings.redis_sentinels:
+            raise ValueError("REDIS_SENTINELS is required when REDIS_MODE=sentinel")
+        sentinel = Sentinel(
+            list(settings.redis_sentinels),
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+        )
+        master_options = {k: v for k, v in options.items() if k not in ("socket_timeout", "socket_connect_timeout")}
+        return sentinel.master_for(
+            settings.redis_sentinel_master,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            db=settings.redis_db,
+            **master_options,
+        )
+    if settings.redis_url:
+        return Redis.from_url(settings.redis_url, **options)
+    return Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **options)

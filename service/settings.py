@@ -1,0 +1,241 @@
+"""The one settings object: environment variables, also read from ``.env`` (DESIGN.md's table)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+from gateway.limits import Limit, parse_limits
+
+T = TypeVar("T")
+logger = logging.getLogger("service.settings")
+
+RedisMode = Literal["standalone", "cluster", "sentinel"]
+RateLimitFallback = Literal["local", "open", "closed"]
+_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+_DEV_SECRET_FILE = Path(".kapi/dev-jwt-secret")
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Literal["development", "production"] = "development"
+    diagnostics: bool = True
+    redis_url: str | None = None
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_username: str | None = None
+    redis_password: Secret = field(default_factory=lambda: Secret(""))
+    redis_mode: RedisMode = "standalone"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "mymaster"
+    redis_timeout: float = 0.1
+    redis_connect_timeout: float = 0.5
+    key_prefix: str = ""
+    database_url: str = "sqlite+aiosqlite:///./kapi.db"
+    jwt_secret: Secret = field(default_factory=lambda: Secret(""))
+    jwt_public_key: Secret | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: int = 30
+    access_token_ttl: int = 86400
+    refresh_token_ttl: int = 30 * 86400
+    rate_limit: tuple[Limit, ...] = (Limit(100, 3600),)
+    cache_ttl: int = 3600
+    cache_miss_ttl: int = 60
+    session_ttl: int = 86400
+    otp_test_numbers: Mapping[str, str] = field(default_factory=dict)
+    auth_fail_open: bool = False
+    rate_limit_on_redis_error: RateLimitFallback = "local"
+    max_body_size: int = 65536
+    trusted_proxies: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Read every setting; raise ``SettingsError`` naming the first bad variable."""
+        environ = os.environ if environ is None else environ
+        env_path = env_file if env_file is not None and Path(env_file).is_file() else None
+        config = Config(env_path, environ=environ)
+
+        def get(name: str, cast: Callable[[str], T], default: str | None) -> T:
+            raw = config(name, default=default)
+            try:
+                return cast(raw) if raw is not None else None  # type: ignore[return-value]
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+
+        env = get("ENV", _choice("development", "production"), "development")
+        production = env == "production"
+        secret = get("JWT_SECRET", str, "")
+        algorithm = get("JWT_ALGORITHM", _choice(*_ALGORITHMS), "HS256")
+        if not secret:
+            if production:
+                raise SettingsError("JWT_SECRET is required when ENV=production")
+            secret = _development_secret()
+        elif algorithm.startswith("HS") and production and len(secret) < 32:
+            raise SettingsError("JWT_SECRET must be at least 32 characters for HMAC in production")
+        public_key = get("JWT_PUBLIC_KEY", str, "") or None
+
+        return cls(
+            env=env,  # type: ignore[arg-type]
+            diagnostics=get("DIAGNOSTICS", _boolean, "false" if production else "true"),
+            redis_url=get("REDIS_URL", _redis_url, "") or None,
+            redis_host=get("REDIS_HOST", _nonempty, "localhost"),
+            redis_port=get("REDIS_PORT", _int_between(1, 65535), "6379"),
+            redis_db=get("REDIS_DB", _int_between(0, 10_000), "0"),
+            redis_username=get("REDIS_USERNAME", str, "") or None,
+            redis_password=Secret(get("REDIS_PASSWORD", str, "")),
+            redis_mode=get("REDIS_MODE", _choice("standalone", "cluster", "sentinel"), "standalone"),  # type: ignore[arg-type]
+            redis_sentinels=get("REDIS_SENTINELS", _host_ports, ""),
+            redis_sentinel_master=get("REDIS_SENTINEL_MASTER", _nonempty, "mymaster"),
+            redis_timeout=get("REDIS_TIMEOUT", _seconds, "0.1"),
+            redis_connect_timeout=get("REDIS_CONNECT_TIMEOUT", _seconds, "0.5"),
+            key_prefix=get("KEY_PREFIX", str, ""),
+            database_url=get("DATABASE_URL", _database_url, "sqlite+aiosqlite:///./kapi.db"),
+            jwt_secret=Secret(secret),
+            jwt_public_key=Secret(public_key) if public_key else None,
+            jwt_algorithm=algorithm,
+            jwt_issuer=get("JWT_ISSUER", str, "") or None,
+            jwt_audience=get("JWT_AUDIENCE", str, "") or None,
+            jwt_leeway=get("JWT_LEEWAY", _int_between(0, 300), "30"),
+            access_token_ttl=get("ACCESS_TOKEN_TTL", _int_between(1, 86400 * 365), "86400"),
+            refresh_token_ttl=get("REFRESH_TOKEN_TTL", _int_between(1, 86400 * 365), str(30 * 86400)),
+            rate_limit=get("RATE_LIMIT", parse_limits, "100/hour"),
+            cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
+            cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
+            session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
+            otp_test_numbers=get("OTP_TEST_NUMBERS", _otp_numbers, ""),
+            auth_fail_open=get("AUTH_FAIL_OPEN", _boolean, "false"),
+            rate_limit_on_redis_error=get(
+                "RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"
+            ),  # type: ignore[arg-type]
+            max_body_size=get("MAX_BODY_SIZE", _int_between(1024, 64 * 1024 * 1024), "65536"),
+            trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
+            log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )
+
+
+def _development_secret() -> str:
+    """A random HMAC key kept in ``.kapi/`` so every worker of a development run shares it."""
+    try:
+        secret = _DEV_SECRET_FILE.read_text().strip()
+    except OSError:
+        secret = ""
+    if not secret:
+        secret = secrets.token_urlsafe(48)
+        try:
+            _DEV_SECRET_FILE.parent.mkdir(exist_ok=True)
+            _DEV_SECRET_FILE.touch(mode=0o600)
+            _DEV_SECRET_FILE.write_text(secret)
+        except OSError:
+            pass
+    logger.warning(
+        "JWT_SECRET is not set: using a generated development key from %s. "
+        "Tokens will not verify anywhere else. Set JWT_SECRET (and ENV=production) before deploying.",
+        _DEV_SECRET_FILE,
+    )
+    return secret
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    canonical = {value.lower(): value for value in allowed}
+
+    def cast(raw: str) -> str:
+        value = canonical.get(raw.strip().lower())
+        if value is None:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return cast
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def cast(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return value
+
+    return cast
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected seconds, e.g. 0.1") from None
+    if not 0 < value <= 60:
+        raise ValueError("expected seconds between 0 and 60")
+    return value
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _redis_url(raw: str) -> str:
+    if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("expected a URL such as sqlite+aiosqlite:///./kapi.db or postgresql://host/db")
+    return raw
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _host_ports(raw: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in _csv(raw):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{item!r} is not host:port")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
+def _otp_numbers(raw: str) -> dict[str, str]:
+    numbers = {}
+    for item in _csv(raw):
+        phone, sep, code = item.partition(":")
+        if not sep or not phone.strip().startswith("+") or not code.strip().isdigit() or len(code.strip()) != 6:
+            raise ValueError(f"{item!r} is not +<phone>:<6-digit code>")
+        numbers[phone.strip()] = code.strip()
+    return numbers
