@@ -15,27 +15,28 @@ import functools
 import inspect
 import logging
 import secrets
+import string
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
 from gateway.keys import Keys
 from gateway.scripts import ScriptSet
+from gateway.types import RedisClient, RedisSource
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-RedisSource = Redis | Callable[[], "Redis | None"]
 
-
-def resolve_client(source: RedisSource) -> Redis | None:
+def resolve_client(source: RedisSource) -> RedisClient | None:
     """A client given directly (standalone or cluster), or the one a factory returns now."""
-    if hasattr(source, "execute_command"):
-        return source  # type: ignore[return-value]
-    return source()  # type: ignore[operator,no-any-return]
+    if isinstance(source, (Redis, RedisCluster)):
+        return source
+    return source()
+
 
 logger = logging.getLogger("gateway.cache")
 
@@ -88,6 +89,12 @@ class CachedFunction(Generic[P, T]):
         self.stats = CacheStats()
         self._redis = redis
         self._signature = inspect.signature(func)
+        fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+        unknown = fields - set(self._signature.parameters)
+        if unknown:
+            raise ValueError(
+                f"key template {template!r} names {sorted(unknown)}, which {func.__name__}() does not take"
+            )
         self._scripts = ScriptSet("cache_get", "cache_fill")
         self._inflight: dict[str, asyncio.Future[CacheResult[T]]] = {}
         functools.update_wrapper(self, func)
@@ -136,7 +143,7 @@ class CachedFunction(Generic[P, T]):
             return False
         return True
 
-    def _client(self) -> Redis | None:
+    def _client(self) -> RedisClient | None:
         return resolve_client(self._redis)
 
     async def _fetch(self, key: str, args: Any, kwargs: Any) -> CacheResult[T]:
@@ -180,7 +187,7 @@ class CachedFunction(Generic[P, T]):
         self.stats.loads += 1
         return await self.func(*args, **kwargs)
 
-    async def _wait_for_fill(self, client: Redis, key: str) -> bytes | None:
+    async def _wait_for_fill(self, client: RedisClient, key: str) -> bytes | None:
         """Poll briefly for the lease holder's value; None means load it ourselves."""
         self.stats.waits += 1
         delay, waited = 0.005, 0.0
@@ -189,13 +196,13 @@ class CachedFunction(Generic[P, T]):
             waited += delay
             delay = min(delay * 2, 0.05)
             try:
-                value: bytes | None = await self.breaker.call(lambda: client.get(key))
+                value: Any = await self.breaker.call(lambda: client.get(key))
             except RedisUnavailable:
                 return None
             if value is None:
                 return None  # the lease expired or was invalidated: load directly
             if not value.startswith(b"!"):
-                return value
+                return bytes(value)
         return None
 
 
@@ -232,4 +239,4 @@ def cached(
     return decorate
 
 
-__all__ = ["REDIS_ERRORS", "CacheResult", "CachedFunction", "cached"]
+__all__ = ["REDIS_ERRORS", "CacheResult", "CachedFunction", "RedisSource", "cached", "resolve_client"]

@@ -82,7 +82,7 @@ class RedisServer:
         if directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kapi-redis-")
             directory = self._tmp.name
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
@@ -108,7 +108,8 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while not ping("127.0.0.1", self.port, timeout=0.2):
             if self.process.poll() is not None:
-                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                log_file = self.directory / "redis.log"
+                log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}: {log}")
             if time.monotonic() > deadline:
                 self.stop()

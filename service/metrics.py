@@ -28,7 +28,9 @@ class KapiCollector(Collector):
         for event in ("hits", "misses", "loads", "waits", "errors", "stale_fills_refused"):
             cache.add_metric([event], getattr(stats, event))
         yield cache
-        state = GaugeMetricFamily("kapi_redis_circuit_state", "1 for the circuit breaker's current state", labels=["state"])
+        state = GaugeMetricFamily(
+            "kapi_redis_circuit_state", "1 for the circuit breaker's current state", labels=["state"]
+        )
         for name in _BREAKER_STATES:
             state.add_metric([name], 1.0 if self.kapi.breaker.state == name else 0.0)
         yield state

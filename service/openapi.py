@@ -146,7 +146,9 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 SECURED: dict[str, bool] = {}
 
 
-def build_openapi(routes: list[BaseRoute], *, title: str = "Kapı listing service", version: str = "0.1.0") -> dict[str, Any]:
+def build_openapi(
+    routes: list[BaseRoute], *, title: str = "Kapı listing service", version: str = "0.1.0"
+) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.include_in_schema:

@@ -48,19 +48,20 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
     if settings.redis_mode == "sentinel":
         if not settings.redis_sentinels:
             raise ValueError("REDIS_SENTINELS is required when REDIS_MODE=sentinel")
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.redis_sentinels),
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_connect_timeout,
         )
         master_options = {k: v for k, v in options.items() if k not in ("socket_timeout", "socket_connect_timeout")}
-        return sentinel.master_for(
+        client: Redis = sentinel.master_for(
             settings.redis_sentinel_master,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_connect_timeout,
             db=settings.redis_db,
             **master_options,
         )
+        return client
     if settings.redis_url:
         return Redis.from_url(settings.redis_url, **options)
     return Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **options)

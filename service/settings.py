@@ -6,7 +6,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -76,7 +76,7 @@ class Settings:
         config = Config(env_path, environ=environ)
 
         def get(name: str, cast: Callable[[str], T], default: str | None) -> T:
-            raw = config(name, default=default)
+            raw: str | None = config(name, default=default)
             try:
                 return cast(raw) if raw is not None else None  # type: ignore[return-value]
             except (ValueError, TypeError) as exc:
@@ -86,15 +86,13 @@ class Settings:
         production = env == "production"
         secret = get("JWT_SECRET", str, "")
         algorithm = get("JWT_ALGORITHM", _choice(*_ALGORITHMS), "HS256")
-        if not secret:
-            if production:
-                raise SettingsError("JWT_SECRET is required when ENV=production")
-            secret = _development_secret()
-        elif algorithm.startswith("HS") and production and len(secret) < 32:
+        if not secret and production:
+            raise SettingsError("JWT_SECRET is required when ENV=production")
+        if secret and algorithm.startswith("HS") and production and len(secret) < 32:
             raise SettingsError("JWT_SECRET must be at least 32 characters for HMAC in production")
         public_key = get("JWT_PUBLIC_KEY", str, "") or None
 
-        return cls(
+        settings = cls(
             env=env,  # type: ignore[arg-type]
             diagnostics=get("DIAGNOSTICS", _boolean, "false" if production else "true"),
             redis_url=get("REDIS_URL", _redis_url, "") or None,
@@ -124,13 +122,14 @@ class Settings:
             session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
             otp_test_numbers=get("OTP_TEST_NUMBERS", _otp_numbers, ""),
             auth_fail_open=get("AUTH_FAIL_OPEN", _boolean, "false"),
-            rate_limit_on_redis_error=get(
-                "RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"
-            ),  # type: ignore[arg-type]
+            rate_limit_on_redis_error=get("RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"),  # type: ignore[arg-type]
             max_body_size=get("MAX_BODY_SIZE", _int_between(1024, 64 * 1024 * 1024), "65536"),
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
+        if not secret:  # only once every other setting is known to be good
+            settings = replace(settings, jwt_secret=Secret(_development_secret()))
+        return settings
 
 
 def _development_secret() -> str:

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from databases import Database
-from redis.asyncio import Redis
 from starlette.requests import Request
 
 from gateway.breaker import CircuitBreaker
 from gateway.cache import CachedFunction, cached
 from gateway.keys import Keys
 from gateway.problem import ProblemResponse
+from gateway.types import RedisClient
 from service.settings import Settings
 from service.store import ListingStore
 
@@ -25,7 +25,7 @@ class Kapi:
     settings: Settings
     keys: Keys
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    redis: Redis | None = None
+    redis: RedisClient | None = None
     database: Database | None = None
     load_listing: CachedFunction[[int], dict[str, Any] | None] = field(init=False)
 

@@ -83,18 +83,16 @@ class ListingStore:
             current = await self.get(listing_id)
             if current is None:
                 return None
-            fields = changes.model_dump(exclude_unset=True)
-            title = fields.get("title", current["title"])
-            description = fields.get("description", current["description"])
-            values: dict[str, Any] = {
+            merged: dict[str, Any] = {**current, **changes.model_dump(exclude_unset=True)}
+            values = {
                 "id": listing_id,
-                "title": title,
-                "description": description,
-                "price_minor": _minor(fields["price"]) if "price" in fields else _minor(Decimal(current["price"])),
-                "currency": fields.get("currency", current["currency"]),
-                "city": fields.get("city", current["city"]),
+                "title": merged["title"],
+                "description": merged["description"],
+                "price_minor": _minor(Decimal(merged["price"])),
+                "currency": merged["currency"],
+                "city": merged["city"],
                 "updated_at": now_rfc3339(),
-                "search": _search_text(title, description),
+                "search": _search_text(merged["title"], merged["description"]),
             }
             row = await self.database.fetch_one(
                 "UPDATE listings SET title = :title, description = :description, price_minor = :price_minor, "
@@ -109,7 +107,8 @@ class ListingStore:
         return row is not None
 
     async def search(self, query: ListingQuery) -> tuple[list[Listing], str | None]:
-        clauses, values = [], {"limit": query.limit + 1}
+        clauses: list[str] = []
+        values: dict[str, Any] = {"limit": query.limit + 1}
         if query.city is not None:
             clauses.append("city = :city")
             values["city"] = query.city

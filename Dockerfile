@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=8000
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY service ./service
+COPY Procfile ./
+RUN pip install --no-cache-dir .
+EXPOSE 8000
+CMD ["sh", "-c", "exec uvicorn service.main:app --host 0.0.0.0 --port ${PORT} --no-proxy-headers --no-server-header"]

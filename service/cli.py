@@ -1,0 +1,105 @@
+"""``python -m service``: ``serve`` (the run command) and operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.redis_server import RedisServer, free_port, ping
+from service.settings import Settings, SettingsError
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
+
+
+def procfile_command(name: str = "web", procfile: Path = Path("Procfile")) -> str:
+    for line in procfile.read_text().splitlines():
+        key, sep, command = line.partition(":")
+        if sep and key.strip() == name:
+            return command.strip()
+    raise SystemExit(f"kapi: no '{name}:' line in {procfile}")
+
+
+def redis_target(settings: Settings) -> tuple[str, int]:
+    if settings.redis_url and not settings.redis_url.startswith("unix://"):
+        parts = urlsplit(settings.redis_url)
+        return parts.hostname or "localhost", parts.port or 6379
+    return settings.redis_host, settings.redis_port
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the Procfile's ``web:`` line; bring up a redis-server of our own if none is reachable."""
+    settings = load_settings()
+    env = dict(os.environ)
+    # The Procfile names bare commands (uvicorn); find them next to this interpreter first.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    env.setdefault("HOST", args.host)
+    env.setdefault("PORT", str(args.port))
+    own: RedisServer | None = None
+    if settings.redis_mode == "standalone" and not (settings.redis_url or "").startswith("unix://"):
+        host, wanted = redis_target(settings)
+        if not ping(host, wanted):
+            if host not in LOCAL_HOSTS:
+                print(
+                    f"kapi: Redis at {host}:{wanted} is unreachable; start it or unset REDIS_URL/REDIS_HOST",
+                    file=sys.stderr,
+                )
+                return 1
+            port = wanted if _port_free(wanted) else free_port()
+            own = RedisServer(port=port, appendonly=True, directory=Path(".kapi/redis"))
+            print(
+                f"kapi: no Redis reachable at {host}:{wanted}; starting {own.binary} on 127.0.0.1:{port} "
+                "(append-only, data in .kapi/redis)",
+                file=sys.stderr,
+            )
+            own.start()
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/{settings.redis_db}"
+    command = procfile_command()
+    print(f"kapi: serving on http://{env['HOST']}:{env['PORT']}  ({command})", file=sys.stderr)
+    child = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env)
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        return child.wait()
+    finally:
+        if own is not None:
+            own.stop()
+            print("kapi: stopped the redis-server it started", file=sys.stderr)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_environ()
+    except SettingsError as exc:
+        print(f"kapi: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Kapı listing service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the service (starts a local redis-server when none is reachable)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.set_defaults(handler=serve)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))

@@ -1,0 +1,46 @@
+"""CircuitBreaker: opens on repeated failures, probes after the pause, closes on success."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.breaker import CircuitBreaker, RedisUnavailable
+
+pytestmark = pytest.mark.anyio
+
+
+async def fail() -> None:
+    raise RedisConnectionError("down")
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def test_opens_probes_and_closes() -> None:
+    changes: list[str] = []
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, on_change=changes.append)
+    for _ in range(2):
+        with pytest.raises(RedisUnavailable):
+            await breaker.call(fail)
+    assert breaker.state == "open"
+    with pytest.raises(RedisUnavailable, match="circuit open"):
+        await breaker.call(ok)  # not even attempted
+
+    await asyncio.sleep(0.06)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state == "closed"
+    assert changes == ["open", "half_open", "closed"]
+
+
+async def test_a_failed_probe_reopens() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.01)
+    with pytest.raises(RedisUnavailable):
+        await breaker.call(fail)
+    await asyncio.sleep(0.02)
+    with pytest.raises(RedisUnavailable):
+        await breaker.call(fail)
+    assert breaker.state == "open" and not breaker.allow()

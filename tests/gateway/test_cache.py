@@ -1,0 +1,144 @@
+"""@cached against a real Redis: keys, TTLs, hits, invalidation, collapse, leases, fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from gateway.breaker import CircuitBreaker
+from gateway.cache import cached
+from gateway.keys import Keys
+from gateway.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeTable:
+    """A stand-in *database* (not Redis) that counts its queries."""
+
+    def __init__(self, rows: dict[int, dict[str, Any]], delay: float = 0.0) -> None:
+        self.rows = rows
+        self.queries = 0
+        self.delay = delay
+
+    async def get(self, listing_id: int) -> dict[str, Any] | None:
+        self.queries += 1
+        row = self.rows.get(listing_id)  # read first, answer late: a slow query's snapshot
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return dict(row) if row is not None else None
+
+
+async def test_miss_then_hit_stores_json_under_the_seed_key_with_ttl(redis: Redis) -> None:
+    table = FakeTable({1: {"id": 1, "title": "Bisiklet"}})
+    load = cached("listing:{listing_id}", redis=redis)(table.get)
+
+    first = await load.lookup(listing_id=1)
+    second = await load.lookup(1)
+
+    assert (first.value, first.hit) == ({"id": 1, "title": "Bisiklet"}, False)
+    assert (second.value, second.hit) == ({"id": 1, "title": "Bisiklet"}, True)
+    assert table.queries == 1
+    assert orjson.loads(await redis.get("listing:1")) == {"id": 1, "title": "Bisiklet"}
+    assert 3598 <= await redis.ttl("listing:1") <= 3600
+
+
+async def test_second_use_any_json_result_and_template(redis: Redis) -> None:
+    calls = []
+
+    @cached("profile:{user_id}:{lang}", redis=redis, ttl=120, keys=Keys("app1:"))
+    async def profile(user_id: str, lang: str = "tr") -> list[Any]:
+        calls.append((user_id, lang))
+        return [user_id, lang, 3.5, {"nested": True}]
+
+    assert await profile("u7") == ["u7", "tr", 3.5, {"nested": True}]
+    assert await profile("u7", lang="tr") == ["u7", "tr", 3.5, {"nested": True}]
+    assert await profile("u7", "en") == ["u7", "en", 3.5, {"nested": True}]
+    assert calls == [("u7", "tr"), ("u7", "en")]
+    assert 118 <= await redis.ttl("app1:profile:u7:tr") <= 120
+    assert await redis.exists("profile:u7:tr") == 0
+
+
+async def test_invalidate_makes_the_next_read_a_miss_with_new_data(redis: Redis) -> None:
+    table = FakeTable({1: {"price": "10.00"}})
+    load = cached("listing:{listing_id}", redis=redis)(table.get)
+    await load(1)
+    table.rows[1] = {"price": "12.00"}
+
+    assert await load.invalidate(listing_id=1) is True
+    assert await redis.exists("listing:1") == 0
+    again = await load.lookup(1)
+    assert (again.value, again.hit) == ({"price": "12.00"}, False)
+
+
+async def test_concurrent_misses_in_one_process_collapse_into_one_load(redis: Redis) -> None:
+    table = FakeTable({5: {"id": 5}}, delay=0.05)
+    load = cached("listing:{listing_id}", redis=redis)(table.get)
+
+    results = await asyncio.gather(*(load(5) for _ in range(100)))
+
+    assert results == [{"id": 5}] * 100
+    assert table.queries == 1
+
+
+async def test_lease_lets_one_loader_fill_across_independent_caches(redis: Redis) -> None:
+    # Two decorators on the same key share nothing in memory, as two processes would not.
+    table = FakeTable({9: {"id": 9}}, delay=0.1)
+    first = cached("listing:{listing_id}", redis=redis)(table.get)
+    second = cached("listing:{listing_id}", redis=redis)(table.get)
+
+    results = await asyncio.gather(first.lookup(9), second.lookup(9))
+
+    assert [r.value for r in results] == [{"id": 9}, {"id": 9}]
+    assert table.queries == 1
+
+
+async def test_invalidation_during_a_load_stops_the_stale_value_being_cached(redis: Redis) -> None:
+    table = FakeTable({3: {"v": "old"}}, delay=0.2)
+    load = cached("listing:{listing_id}", redis=redis)(table.get)
+
+    reader = asyncio.create_task(load(3))
+    await asyncio.sleep(0.05)  # the reader holds the lease and is "reading the database"
+    table.rows[3] = {"v": "new"}
+    await load.invalidate(3)  # the writer's invalidation lands mid-read
+    assert await reader == {"v": "old"}
+
+    assert await redis.get("listing:3") is None  # the stale read was not cached
+    assert await load(3) == {"v": "new"}
+
+
+async def test_none_is_cached_briefly_so_missing_rows_spare_the_database(redis: Redis) -> None:
+    table = FakeTable({})
+    load = cached("listing:{listing_id}", redis=redis, miss_ttl=60)(table.get)
+
+    assert await load(404) is None
+    assert (await load.lookup(404)).hit is True
+    assert table.queries == 1
+    assert 0 < await redis.ttl("listing:404") <= 60
+
+
+async def test_fails_open_when_redis_is_gone(own_redis_server: RedisServer) -> None:
+    client = Redis.from_url(own_redis_server.url, socket_timeout=0.1, socket_connect_timeout=0.1)
+    table = FakeTable({1: {"id": 1}})
+    load = cached("listing:{listing_id}", redis=client, breaker=CircuitBreaker(failure_threshold=2))(table.get)
+    assert (await load.lookup(1)).hit is False
+    own_redis_server.kill()
+
+    started = time.monotonic()
+    results = [await load.lookup(1) for _ in range(20)]
+    elapsed = time.monotonic() - started
+
+    assert all(r.value == {"id": 1} and r.hit is False for r in results)
+    assert await load.invalidate(1) is False
+    assert elapsed < 1.0  # the breaker stops every call waiting on a dead server
+    await client.aclose()
+
+
+async def test_fails_open_without_a_client() -> None:
+    load = cached("listing:{listing_id}", redis=lambda: None)(FakeTable({1: {"id": 1}}).get)
+    assert (await load.lookup(1)) == ({"id": 1}, False)

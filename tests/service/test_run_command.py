@@ -1,0 +1,52 @@
+"""The README's run command brings up a redis-server of its own when none is reachable, and stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.redis_server import free_port, ping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serve_starts_and_stops_its_own_redis(tmp_path: Path) -> None:
+    redis_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_PORT": str(redis_port),
+        "PORT": str(http_port),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
+        "JWT_SECRET": "s" * 40,
+    }
+    env.pop("REDIS_URL", None)
+    (tmp_path / "Procfile").write_text((ROOT / "Procfile").read_text())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{http_port}/test-redis", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "service did not start"
+                time.sleep(0.2)
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert ping("127.0.0.1", redis_port)
+        assert (tmp_path / ".kapi" / "redis" / "appendonlydir").is_dir()  # append-only persistence
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert "starting" in output and "stopped the redis-server it started" in output
+    assert not ping("127.0.0.1", redis_port)
