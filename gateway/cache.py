@@ -20,22 +20,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import orjson
-from redis.asyncio import Redis, RedisCluster
 
-from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
+from gateway.breaker import CircuitBreaker, RedisUnavailable
+from gateway.connection import resolve_client
 from gateway.keys import Keys
 from gateway.scripts import ScriptSet
 from gateway.types import RedisClient, RedisSource
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def resolve_client(source: RedisSource) -> RedisClient | None:
-    """A client given directly (standalone or cluster), or the one a factory returns now."""
-    if isinstance(source, (Redis, RedisCluster)):
-        return source
-    return source()
 
 
 logger = logging.getLogger("gateway.cache")
@@ -239,4 +232,4 @@ def cached(
     return decorate
 
 
-__all__ = ["REDIS_ERRORS", "CacheResult", "CachedFunction", "RedisSource", "cached", "resolve_client"]
+__all__ = ["CacheResult", "CachedFunction", "cached"]

@@ -9,8 +9,11 @@ from typing import Any
 
 @cache
 def lua_source(name: str) -> str:
-    """The text of ``gateway/lua/<name>.lua``."""
-    return files("gateway").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """The text of ``gateway/lua/<name>.lua``, with each ``--!include other`` line replaced by the
+    text of ``other.lua`` (shared Lua functions, so composed scripts stay one round trip)."""
+    text = files("gateway").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    lines = [lua_source(line.split()[1]) if line.startswith("--!include ") else line for line in text.splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 class ScriptSet:

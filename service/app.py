@@ -14,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.auth import AuthMiddleware
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
-from gateway.keys import Keys
+from gateway.breaker import RedisUnavailable
 from gateway.problem import ProblemResponse
-from service import db, diagnostics, listings, metrics
+from service import auth, db, diagnostics, listings, metrics
 from service.openapi import build_openapi
+from service.otp_sender import LogOtpSender, OtpSender
 from service.redis_client import create_redis, describe
 from service.responses import JSON
 from service.settings import Settings
@@ -28,19 +30,41 @@ from service.state import Kapi
 logger = logging.getLogger("service")
 
 
+#: Where a token is optional. Everything else (listing writes, /auth/logout, sessions) needs one.
+PUBLIC_ENDPOINTS = (
+    "GET /listings",
+    "GET /listings/{listing_id}",
+    *auth.PUBLIC,
+    "/health",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+    "/test-redis",
+    "/test-cache",
+)
+
+
 def build_routes(settings: Settings) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*listings.routes, *diagnostics.probe_routes, *metrics.routes]
+    routes: list[BaseRoute] = [*listings.routes, *auth.routes, *diagnostics.probe_routes, *metrics.routes]
     if settings.diagnostics:
         routes += diagnostics.diagnostic_routes
     routes.append(Route("/openapi.json", openapi, methods=["GET"], name="openapi"))
     return routes
 
 
-def build_middleware(settings: Settings, kapi: Kapi) -> list[Middleware]:
+def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) -> list[Middleware]:
     """The gateway stack, outermost first: every request passes these before the router."""
     return [
         Middleware(ErrorBoundaryMiddleware),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
+        Middleware(
+            AuthMiddleware,
+            verifier=kapi.verifier,
+            blacklist=kapi.blacklist,
+            public=PUBLIC_ENDPOINTS,
+            routes=routes,
+            fail_open=settings.auth_fail_open,
+        ),
     ]
 
 
@@ -61,16 +85,20 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return ProblemResponse(500, "The server could not complete this request; it has been logged.")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None = None) -> Starlette:
     """The service as an ASGI app; ``settings`` default to the environment and ``.env``."""
     settings = settings or Settings.from_environ()
-    kapi = Kapi(settings=settings, keys=Keys(settings.key_prefix))
+    kapi = Kapi(settings=settings, otp_sender=otp_sender or LogOtpSender(reveal_code=not settings.production))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         kapi.redis = create_redis(settings)
         logger.info("redis: %s", describe(settings))
         kapi.database = await db.connect(settings.database_url)
+        try:
+            await kapi.blacklist.ensure_epoch()
+        except RedisUnavailable:
+            logger.warning("redis unreachable at start-up; the service starts anyway and retries per request")
         try:
             yield
         finally:
@@ -81,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = build_routes(settings)
     app = Starlette(
         routes=routes,
-        middleware=build_middleware(settings, kapi),
+        middleware=build_middleware(settings, kapi, routes),
         exception_handlers={HTTPException: http_problem, Exception: server_error},
         lifespan=lifespan,
     )

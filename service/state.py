@@ -8,33 +8,51 @@ from typing import Any
 from databases import Database
 from starlette.requests import Request
 
+from gateway.blacklist import TokenBlacklist
 from gateway.breaker import CircuitBreaker
 from gateway.cache import CachedFunction, cached
+from gateway.clientip import ClientAddress
 from gateway.keys import Keys
+from gateway.otp import OtpStore
 from gateway.problem import ProblemResponse
+from gateway.sessions import SessionStore
+from gateway.tokens import HMAC_ALGORITHMS, TokenIssuer, TokenPair, TokenVerifier, new_id
 from gateway.types import RedisClient
+from service.otp_sender import LogOtpSender, OtpSender
 from service.settings import Settings
 from service.store import ListingStore
+from service.users import UserStore
 
 
 @dataclass
 class Kapi:
     """Everything a handler needs, on ``app.state.kapi``. ``redis`` and ``database`` are set by the
-    lifespan; components that are built before it take ``lambda: kapi.redis``."""
+    lifespan; components built before it take ``lambda: kapi.redis``."""
 
     settings: Settings
-    keys: Keys
+    otp_sender: OtpSender = field(default_factory=lambda: LogOtpSender(reveal_code=False))
+    keys: Keys = field(init=False)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     redis: RedisClient | None = None
     database: Database | None = None
     load_listing: CachedFunction[[int], dict[str, Any] | None] = field(init=False)
+    verifier: TokenVerifier = field(init=False)
+    issuer: TokenIssuer = field(init=False)
+    blacklist: TokenBlacklist = field(init=False)
+    sessions: SessionStore = field(init=False)
+    otp: OtpStore = field(init=False)
+    client_ip: ClientAddress = field(init=False)
 
     def __post_init__(self) -> None:
+        settings = self.settings
+        self.keys = Keys(settings.key_prefix)
+        redis = self.current_redis
+
         @cached(
             "listing:{listing_id}",
-            redis=lambda: self.redis,
-            ttl=self.settings.cache_ttl,
-            miss_ttl=self.settings.cache_miss_ttl,
+            redis=redis,
+            ttl=settings.cache_ttl,
+            miss_ttl=settings.cache_miss_ttl,
             keys=self.keys,
             breaker=self.breaker,
         )
@@ -42,36 +60,73 @@ class Kapi:
             return await self.store.get(listing_id)
 
         self.load_listing = load_listing
+        secret = str(settings.jwt_secret)
+        public = str(settings.jwt_public_key) if settings.jwt_public_key else secret
+        self.verifier = TokenVerifier(
+            key=public if settings.jwt_algorithm not in HMAC_ALGORITHMS else secret,
+            algorithm=settings.jwt_algorithm,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway,
+        )
+        self.issuer = TokenIssuer(
+            key=secret,
+            algorithm=settings.jwt_algorithm,
+            access_ttl=settings.access_token_ttl,
+            refresh_ttl=settings.refresh_token_ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        longest = max(settings.access_token_ttl, settings.refresh_token_ttl)
+        self.blacklist = TokenBlacklist(
+            redis, keys=self.keys, max_ttl=longest, session_ttl=settings.session_ttl, breaker=self.breaker
+        )
+        self.sessions = SessionStore(redis, keys=self.keys, ttl=settings.session_ttl, breaker=self.breaker)
+        self.otp = OtpStore(redis, secret=b"otp:" + secret.encode(), keys=self.keys, breaker=self.breaker)
+        self.client_ip = ClientAddress(settings.trusted_proxies)
+
+    def current_redis(self) -> RedisClient | None:
+        return self.redis
 
     @property
     def store(self) -> ListingStore:
+        return ListingStore(self._database())
+
+    @property
+    def users(self) -> UserStore:
+        return UserStore(self._database())
+
+    def _database(self) -> Database:
         if self.database is None:
             raise RuntimeError("the database is not connected (is the app's lifespan running?)")
-        return ListingStore(self.database)
+        return self.database
 
     @staticmethod
     def of(request: Request) -> Kapi:
         kapi: Kapi = request.app.state.kapi
         return kapi
 
+    async def open_session(self, user_id: str, *, ip: str, user_agent: str) -> TokenPair:
+        """A new login: a session id, a token pair sharing it, and the session recorded in Redis."""
+        session_id = new_id()
+        pair = self.issuer.issue_pair(user_id, session_id=session_id)
+        await self.sessions.open(user_id, session_id, refresh_jti=pair.refresh["jti"], ip=ip, user_agent=user_agent)
+        return pair
+
     async def invalidate_listing(self, listing_id: int) -> None:
         await self.load_listing.invalidate(listing_id)
 
     async def check_owner(self, request: Request, listing_id: int) -> ProblemResponse | None:
         """403 unless the caller owns the listing (a missing listing is left to the handler's 404)."""
-        user = current_user(request)
-        if user is None:
-            return None  # writes are open until authentication is configured
         listing = await self.store.get(listing_id)
-        if listing is not None and listing["owner_id"] != user:
+        if listing is not None and listing["owner_id"] != current_user(request):
             return ProblemResponse(403, "Only the owner of this listing may change it.")
         return None
 
 
 def current_user(request: Request) -> str | None:
-    """The authenticated user's id, or None (also when no authentication middleware runs)."""
+    """The authenticated user's id, or None."""
     user = request.scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    identity: str = user.identity
-    return identity
+    return str(user.identity)

@@ -17,6 +17,10 @@ from service.app import create_app
 from service.settings import Settings
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+PHONE_A, CODE_A = "+905550000001", "111111"
+PHONE_B, CODE_B = "+905550000002", "222222"
+PHONE_C, CODE_C = "+905550000003", "333333"
+TEST_NUMBERS = f"{PHONE_A}:{CODE_A},{PHONE_B}:{CODE_B},{PHONE_C}:{CODE_C}"
 
 
 @pytest.fixture
@@ -51,6 +55,7 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
         "jwt_secret": TEST_SECRET,
+        "otp_test_numbers": TEST_NUMBERS,
     }
     values.update(overrides)
     environ = {key.upper(): str(value) for key, value in values.items()}
@@ -76,7 +81,29 @@ async def app(settings: Settings, redis: Redis) -> Starlette:
     return create_app(settings)
 
 
+async def login(client: httpx.AsyncClient, phone: str = PHONE_A, code: str = CODE_A, **headers: str) -> dict[str, Any]:
+    """Sign in through the real OTP flow (a test number with a fixed code) and return the tokens."""
+    sent = await client.post("/auth/otp", json={"phone": phone}, headers=headers)
+    assert sent.status_code == 202, sent.text
+    response = await client.post("/auth/login/phone", json={"phone": phone, "code": code}, headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as PHONE_A (its requests carry that user's access token)."""
     async with serve(app) as http:
+        http.headers.update(bearer(await login(http)))
+        yield http
+
+
+@pytest.fixture
+async def anon(app: Starlette, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without a token, on the same running app as ``client``."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kapi.test") as http:
         yield http

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from gateway.redis_server import RedisServer
 from service.app import create_app
-from tests.conftest import make_settings, serve
+from tests.conftest import bearer, login, make_settings, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -238,10 +238,14 @@ async def test_a_hundred_concurrent_cold_reads_cost_one_database_load(client: ht
     assert after - before == 1
 
 
-async def test_reads_fail_open_to_the_database_when_redis_is_down(own_redis_server: RedisServer, tmp_path: Any) -> None:
-    app = create_app(make_settings(own_redis_server.url, tmp_path))
+@pytest.mark.parametrize("auth_fail_open", [False, True])
+async def test_reads_fail_open_to_the_database_when_redis_is_down(
+    own_redis_server: RedisServer, tmp_path: Any, auth_fail_open: bool
+) -> None:
+    app = create_app(make_settings(own_redis_server.url, tmp_path, auth_fail_open=auth_fail_open))
     async with serve(app) as client:
-        listing = await create(client)
+        headers = bearer(await login(client))
+        listing = (await client.post("/listings", json=BIKE, headers=headers)).json()
         assert (await client.get(f"/listings/{listing['id']}")).headers["x-cache"] == "MISS"
         own_redis_server.kill()
 
@@ -249,7 +253,12 @@ async def test_reads_fail_open_to_the_database_when_redis_is_down(own_redis_serv
             response = await client.get(f"/listings/{listing['id']}")
             assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
             assert response.json() == listing
-        updated = await client.patch(f"/listings/{listing['id']}", json={"price": "5"})
-        assert updated.status_code == 200
-        assert (await client.get(f"/listings/{listing['id']}")).json()["price"] == "5.00"
         assert (await client.get("/listings")).status_code == 200
+
+        updated = await client.patch(f"/listings/{listing['id']}", json={"price": "5"}, headers=headers)
+        if auth_fail_open:  # the token is trusted on its signature alone; the write commits
+            assert updated.status_code == 200
+            assert (await client.get(f"/listings/{listing['id']}")).json()["price"] == "5.00"
+        else:  # a token cannot be checked for revocation: refused, nothing written
+            assert updated.status_code == 503 and "retry-after" in updated.headers
+            assert (await client.get(f"/listings/{listing['id']}")).json()["price"] == "1250.50"

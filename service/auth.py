@@ -1,0 +1,230 @@
+"""Phone sign-in, tokens and sessions: ``/auth/*``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.blacklist import Verdict
+from gateway.breaker import RedisUnavailable
+from gateway.otp import OtpCheck
+from gateway.problem import ProblemResponse
+from gateway.sessions import Rotation
+from gateway.tokens import InvalidToken, TokenPair
+from service.responses import JSON, parse_body, validation_problem
+from service.state import Kapi
+
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
+
+
+class OtpRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+
+
+class PhoneLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+    code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+def normalise_phone(raw: str, region: str = "TR") -> str | None:
+    """E.164 (``+905551234567``), or None when it is not a valid number."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def rfc3339(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def redis_down() -> ProblemResponse:
+    return ProblemResponse(503, "Sign-in is unavailable while Redis is unreachable.", headers={"Retry-After": "2"})
+
+
+def bad_phone() -> ProblemResponse:
+    return validation_problem([{"field": "phone", "message": "not a valid phone number"}])
+
+
+def token_body(pair: TokenPair) -> dict[str, Any]:
+    return {
+        "access_token": pair.access_token,
+        "token_type": "bearer",
+        "expires_in": pair.expires_in,
+        "refresh_token": pair.refresh_token,
+    }
+
+
+def claims_of(request: Request) -> dict[str, Any]:
+    claims: dict[str, Any] = request.user.claims
+    return claims
+
+
+async def request_otp(request: Request) -> Response:
+    body = await parse_body(request, OtpRequest)
+    if isinstance(body, Response):
+        return body
+    kapi = Kapi.of(request)
+    phone = normalise_phone(body.phone) or (body.phone if body.phone in kapi.settings.otp_test_numbers else None)
+    if phone is None:
+        return bad_phone()
+    fixed = kapi.settings.otp_test_numbers.get(phone)
+    code = fixed or kapi.otp.new_code()
+    try:
+        await kapi.otp.store(phone, code)
+    except RedisUnavailable:
+        return redis_down()
+    if fixed is None:
+        await kapi.otp_sender.send(phone, code)
+    return JSON({"phone": phone, "expires_in": kapi.otp.ttl}, status_code=202)
+
+
+async def login_phone(request: Request) -> Response:
+    body = await parse_body(request, PhoneLogin)
+    if isinstance(body, Response):
+        return body
+    kapi = Kapi.of(request)
+    phone = normalise_phone(body.phone) or (body.phone if body.phone in kapi.settings.otp_test_numbers else None)
+    if phone is None:
+        return bad_phone()
+    try:
+        check, tries_left = await kapi.otp.verify(phone, body.code)
+    except RedisUnavailable:
+        return redis_down()
+    if check is OtpCheck.NO_CODE:
+        return ProblemResponse(400, "No active code for this number; request one with POST /auth/otp.")
+    if check is OtpCheck.LOCKED:
+        return ProblemResponse(400, "Too many wrong codes; request a new one with POST /auth/otp.", tries_left=0)
+    if check is OtpCheck.WRONG:
+        return ProblemResponse(400, "The code is not right.", tries_left=tries_left)
+    user_id = await kapi.users.get_or_create(phone)
+    try:
+        pair = await kapi.open_session(user_id, ip=kapi.client_ip(request.scope), user_agent=_user_agent(request))
+    except RedisUnavailable:
+        return redis_down()
+    return JSON(token_body(pair))
+
+
+async def logout(request: Request) -> Response:
+    kapi = Kapi.of(request)
+    claims = claims_of(request)
+    try:
+        await kapi.blacklist.revoke(claims)
+        if "sid" in claims:
+            await kapi.sessions.end(claims["sub"], claims["sid"])
+    except RedisUnavailable:
+        return redis_down()
+    return Response(status_code=204)
+
+
+async def logout_all(request: Request) -> Response:
+    kapi = Kapi.of(request)
+    try:
+        await kapi.blacklist.revoke_all(claims_of(request)["sub"])
+    except RedisUnavailable:
+        return redis_down()
+    return Response(status_code=204)
+
+
+async def refresh(request: Request) -> Response:
+    body = await parse_body(request, RefreshRequest)
+    if isinstance(body, Response):
+        return body
+    kapi = Kapi.of(request)
+    try:
+        claims = kapi.verifier.verify(body.refresh_token, expected_type="refresh")
+    except InvalidToken as exc:
+        return ProblemResponse(401, exc.description, headers={"WWW-Authenticate": 'Bearer realm="kapi"'})
+    if "sid" not in claims:
+        return ProblemResponse(401, "The refresh token has no session.")
+    user_id, sid = claims["sub"], claims["sid"]
+    try:
+        verdict = await kapi.blacklist.verdict(claims)
+        if verdict is not Verdict.VALID:
+            return ProblemResponse(401, verdict.description)
+        pair = kapi.issuer.issue_pair(user_id, session_id=sid)
+        rotation = await kapi.sessions.rotate(user_id, sid, presented_jti=claims["jti"], new_jti=pair.refresh["jti"])
+    except RedisUnavailable:
+        return redis_down()
+    if rotation is Rotation.REUSED:
+        return ProblemResponse(401, "This refresh token was already used; the session has been ended. Log in again.")
+    if rotation is Rotation.NO_SESSION:
+        return ProblemResponse(401, Verdict.SESSION_ENDED.description)
+    return JSON(token_body(pair))
+
+
+async def list_sessions(request: Request) -> Response:
+    kapi = Kapi.of(request)
+    claims = claims_of(request)
+    try:
+        sessions = await kapi.sessions.load(claims["sub"])
+    except RedisUnavailable:
+        return redis_down()
+    return JSON(
+        {
+            "sessions": [
+                {
+                    "session_id": s.session_id,
+                    "created_at": rfc3339(s.created_at),
+                    "last_seen": rfc3339(s.last_seen),
+                    "ip": s.ip,
+                    "user_agent": s.user_agent,
+                    "current": s.session_id == claims.get("sid"),
+                }
+                for s in sessions
+            ]
+        }
+    )
+
+
+async def end_session(request: Request) -> Response:
+    kapi = Kapi.of(request)
+    session_id = request.path_params["session_id"]
+    try:
+        ended = await kapi.sessions.end(claims_of(request)["sub"], session_id)
+    except RedisUnavailable:
+        return redis_down()
+    if not ended:
+        return ProblemResponse(404, "You have no session with that id.")
+    return Response(status_code=204)
+
+
+def _user_agent(request: Request) -> str:
+    return request.headers.get("user-agent", "")[:256]
+
+
+routes = [
+    Route("/auth/otp", request_otp, methods=["POST"], name="request_otp"),
+    Route("/auth/login/phone", login_phone, methods=["POST"], name="login_phone"),
+    Route("/auth/logout", logout, methods=["POST"], name="logout"),
+    Route("/auth/logout/all", logout_all, methods=["POST"], name="logout_all"),
+    Route("/auth/refresh", refresh, methods=["POST"], name="refresh"),
+    Route("/auth/session", list_sessions, methods=["GET"], name="list_sessions"),
+    Route("/auth/session/{session_id}", end_session, methods=["DELETE"], name="end_session"),
+]
+
+#: Endpoints where no token is needed (one that is sent must still be valid).
+PUBLIC = (
+    "POST /auth/otp",
+    "POST /auth/login/phone",
+    "POST /auth/refresh",
+)
