@@ -22,7 +22,7 @@ from gateway.types import RedisSource
 
 class Session(NamedTuple):
     session_id: str
-    created_at: int
+    created_at: float  # Unix seconds, server time
     last_seen: int
     ip: str
     user_agent: str
@@ -75,7 +75,7 @@ class SessionStore:
             data: dict[str, Any] = orjson.loads(raw)
             seen = fields.get(name + b":seen", b"0")
             sessions.append(
-                Session(name.decode(), int(data.get("created", 0)), int(seen), data.get("ip", ""), data.get("ua", ""))
+                Session(name.decode(), data.get("created", 0) / 1000, int(seen), data.get("ip", ""), data.get("ua", ""))
             )
         return sorted(sessions, key=lambda s: (s.created_at, s.session_id))
 

@@ -94,6 +94,42 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+async def _mint(phone: str) -> str:
+    from service import db
+    from service.auth import normalise_phone
+    from service.redis_client import create_redis
+    from service.state import Kapi
+
+    settings = load_settings()
+    normalised = normalise_phone(phone) or (phone if phone in settings.otp_test_numbers else None)
+    if normalised is None:
+        raise SystemExit(f"kapi: {phone!r} is not a valid phone number")
+    kapi = Kapi(settings=settings)
+    kapi.redis = create_redis(settings)
+    kapi.database = await db.connect(settings.database_url)
+    try:
+        user_id = await kapi.users.get_or_create(normalised)
+        pair = await kapi.open_session(user_id, ip="127.0.0.1", user_agent="python -m service token")
+    finally:
+        await kapi.database.disconnect()
+        await kapi.redis.aclose()
+    return pair.access_token
+
+
+def token(args: argparse.Namespace) -> int:
+    """Print an access token for a user (created if new), with a real session: for scripts and load tests."""
+    import asyncio
+
+    from gateway.breaker import RedisUnavailable
+
+    try:
+        print(asyncio.run(_mint(args.phone)))
+    except RedisUnavailable as exc:
+        print(f"kapi: Redis is unreachable ({exc}); a token needs a session in Redis", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description="Kapı listing service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,5 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.set_defaults(handler=serve)
+    mint = commands.add_parser("token", help="print an access token for a phone number's user")
+    mint.add_argument("--phone", required=True, help="E.164 or national (TR) number, e.g. +905550000001")
+    mint.set_defaults(handler=token)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -65,10 +65,8 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan and give an HTTP client talking to it in-process."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kapi.test") as client:
-            yield client
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        yield client
 
 
 @pytest.fixture
@@ -95,15 +93,26 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """A client signed in as PHONE_A (its requests carry that user's access token)."""
-    async with serve(app) as http:
-        http.headers.update(bearer(await login(http)))
+async def running(app: Starlette) -> AsyncIterator[Starlette]:
+    """The app with its lifespan running (Redis client and database open)."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def http_client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kapi.test")
+
+
+@pytest.fixture
+async def anon(running: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without a token."""
+    async with http_client(running) as http:
         yield http
 
 
 @pytest.fixture
-async def anon(app: Starlette, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-    """A client without a token, on the same running app as ``client``."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kapi.test") as http:
+async def client(running: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as PHONE_A (its requests carry that user's access token)."""
+    async with http_client(running) as http:
+        http.headers.update(bearer(await login(http)))
         yield http

@@ -1,0 +1,303 @@
+"""AuthMiddleware with a real Redis blacklist, on a tiny Starlette app built here."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jose import jwt
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.auth import AuthMiddleware
+from gateway.blacklist import TokenBlacklist
+from gateway.breaker import CircuitBreaker
+from gateway.redis_server import RedisServer
+from gateway.sessions import SessionStore
+from gateway.tokens import TokenIssuer, TokenVerifier
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "a-test-secret-of-a-decent-length-0123456789"
+
+
+@requires("authenticated")
+async def private(request: Request) -> JSONResponse:
+    return JSONResponse({"user": request.user.identity, "scopes": request.auth.scopes})
+
+
+async def public(request: Request) -> JSONResponse:
+    return JSONResponse({"authenticated": request.user.is_authenticated})
+
+
+def build(redis: Any, *, verifier: TokenVerifier | None = None, fail_open: bool = False, sessions: bool = True) -> Any:
+    routes = [Route("/private", private), Route("/public", public), Route("/items/{item_id}", private)]
+    app = Starlette(routes=routes)
+    return AuthMiddleware(
+        app,
+        verifier=verifier or TokenVerifier(key=SECRET),
+        blacklist=TokenBlacklist(redis, sessions=sessions, breaker=CircuitBreaker(failure_threshold=1)),
+        public=["GET /public"],
+        routes=routes,
+        fail_open=fail_open,
+    )
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+@pytest.fixture
+async def http(redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    await TokenBlacklist(redis).ensure_epoch()
+    async with client_for(build(redis, sessions=False)) as client:
+        yield client
+
+
+def token(
+    claims: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (), key: str = SECRET, alg: str = "HS256"
+) -> str:
+    now = int(time.time())
+    base = {"sub": "42", "jti": f"jti-{time.monotonic_ns()}", "iat": now, "exp": now + 600, "type": "access"}
+    base.update(claims or {})
+    for name in drop:
+        base.pop(name)
+    return str(jwt.encode(base, key, algorithm=alg))
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def rsa_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private.decode(), public_pem.decode()
+
+
+def assert_invalid_token(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="kapi", error="invalid_token", error_description="')
+
+
+async def test_a_valid_token_reaches_the_handler_and_requires_works(http: httpx.AsyncClient) -> None:
+    response = await http.get("/private", headers={"Authorization": f"Bearer {token({'scope': 'listings:write'})}"})
+    assert response.status_code == 200
+    assert response.json() == {"user": "42", "scopes": ["authenticated", "listings:write"]}
+
+
+async def test_missing_token_on_a_protected_route_has_no_error_code(http: httpx.AsyncClient) -> None:
+    response = await http.get("/private")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="kapi"'
+    assert response.json()["status"] == 401
+
+
+async def test_public_route_token_optional_but_a_bad_one_is_rejected(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/public")).json() == {"authenticated": False}
+    assert (await http.get("/public", headers={"Authorization": f"Bearer {token()}"})).json() == {"authenticated": True}
+    assert_invalid_token(await http.get("/public", headers={"Authorization": "Bearer garbage"}))
+
+
+async def test_unknown_paths_reach_the_app_for_its_404(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/nowhere")).status_code == 404
+    assert (await http.delete("/public")).status_code == 405
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+REJECTED = {
+    "garbage": lambda: "Bearer not-a-jwt",
+    "three garbage parts": lambda: "Bearer a.b.c",
+    "bad signature": lambda: f"Bearer {token(key='another-secret-of-some-length-000000000')}",
+    "tampered payload": lambda: "Bearer " + token().rsplit(".", 1)[0] + "." + token({"sub": "admin"}).rsplit(".", 1)[1],
+    "alg none": lambda: (
+        f"Bearer {unsigned({'sub': '42', 'jti': 'x', 'iat': _now(), 'exp': _now() + 60, 'type': 'access'})}"
+    ),
+    "other HMAC algorithm": lambda: f"Bearer {token(alg='HS512')}",
+    "expired": lambda: f"Bearer {token({'iat': _now() - 7200, 'exp': _now() - 3600})}",
+    "not yet valid (nbf)": lambda: f"Bearer {token({'nbf': _now() + 3600})}",
+    "issued in the future": lambda: f"Bearer {token({'iat': _now() + 3600, 'exp': _now() + 7200})}",
+    "no jti": lambda: f"Bearer {token(drop=('jti',))}",
+    "no sub": lambda: f"Bearer {token(drop=('sub',))}",
+    "no exp": lambda: f"Bearer {token(drop=('exp',))}",
+    "no type": lambda: f"Bearer {token(drop=('type',))}",
+    "refresh token as access": lambda: f"Bearer {token({'type': 'refresh'})}",
+    "numeric sub": lambda: f"Bearer {token({'sub': 42})}",
+    "basic scheme": lambda: "Basic dXNlcjpwYXNz",
+    "empty bearer": lambda: "Bearer ",
+    "two tokens": lambda: f"Bearer {token()} {token()}",
+    "header over 8 KiB": lambda: "Bearer " + token({"pad": "x" * 9000}),
+    "10 KB token": lambda: "Bearer " + "A" * 10_000,
+    "non-ASCII": lambda: "Bearer çığ.öşü.İ",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+async def test_rejects(http: httpx.AsyncClient, case: str) -> None:
+    header = REJECTED[case]()
+    response = await http.get("/private", headers={"Authorization": header.encode("utf-8")})
+    assert_invalid_token(response)
+
+
+async def test_several_authorization_headers_are_rejected(http: httpx.AsyncClient) -> None:
+    headers = [("Authorization", f"Bearer {token()}"), ("Authorization", f"Bearer {token()}")]
+    assert_invalid_token(await http.get("/private", headers=headers))
+
+
+async def test_rs256_accepts_its_tokens_and_refuses_hs256_signed_with_the_public_key(redis: Redis) -> None:
+    private_pem, public_pem = rsa_pair()
+    app = build(redis, verifier=TokenVerifier(key=public_pem, algorithm="RS256"), sessions=False)
+    async with client_for(app) as client:
+        good = await client.get("/private", headers={"Authorization": f"Bearer {token(key=private_pem, alg='RS256')}"})
+        assert good.status_code == 200
+        # Algorithm confusion: an attacker signs HS256 with the (public) RSA key as the HMAC secret.
+        forged = jwt.encode(
+            {"sub": "1", "jti": "j", "iat": _now(), "exp": _now() + 60, "type": "access"}, "unused", algorithm="HS256"
+        )
+        header, payload, _ = forged.split(".")
+        import hashlib
+        import hmac
+
+        signature = hmac.new(public_pem.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        confused = f"{header}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+        assert_invalid_token(await client.get("/private", headers={"Authorization": f"Bearer {confused}"}))
+
+
+async def test_es256_with_a_pem_key(redis: Redis) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    issuer = TokenIssuer(key=private_pem, algorithm="ES256")
+    app = build(redis, verifier=TokenVerifier(key=private_pem, algorithm="ES256"), sessions=False)
+    async with client_for(app) as client:
+        access = issuer.issue_pair("7", session_id="s").access_token
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {access}"})).json()["user"] == "7"
+
+
+async def test_issuer_and_audience_are_checked_when_configured(redis: Redis) -> None:
+    verifier = TokenVerifier(key=SECRET, issuer="kapi", audience="listings")
+    async with client_for(build(redis, verifier=verifier, sessions=False)) as client:
+        ok = token({"iss": "kapi", "aud": "listings"})
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {ok}"})).status_code == 200
+        for claims in ({"iss": "evil", "aud": "listings"}, {"iss": "kapi", "aud": "other"}, {"aud": "listings"}):
+            response = await client.get("/private", headers={"Authorization": f"Bearer {token(claims)}"})
+            assert_invalid_token(response)
+
+
+async def test_leeway_accepts_a_token_just_expired(redis: Redis) -> None:
+    await redis.set("epoch", _now() - 1000)  # a Redis that has kept its data for a while
+    async with client_for(build(redis, verifier=TokenVerifier(key=SECRET, leeway=30), sessions=False)) as client:
+        recent = token({"iat": _now() - 100, "exp": _now() - 10})
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {recent}"})).status_code == 200
+
+
+async def test_a_revoked_token_is_refused_next_request_by_every_instance(redis: Redis) -> None:
+    blacklist = TokenBlacklist(redis, sessions=False)
+    await blacklist.ensure_epoch()
+    value = token()
+    claims = TokenVerifier(key=SECRET).verify(value)
+    headers = {"Authorization": f"Bearer {value}"}
+    async with client_for(build(redis, sessions=False)) as first, client_for(build(redis, sessions=False)) as second:
+        assert (await first.get("/private", headers=headers)).status_code == 200
+        assert (await second.get("/private", headers=headers)).status_code == 200
+
+        ttl = await blacklist.revoke(claims)
+
+        for client in (first, second):
+            response = await client.get("/private", headers=headers)
+            assert_invalid_token(response)
+            assert "revoked" in response.headers["www-authenticate"]
+    assert 598 <= ttl <= 600
+    assert 598 <= await redis.ttl(f"blacklist:{claims['jti']}") <= 600
+    assert value.encode() not in b"".join([key async for key in redis.scan_iter()])  # never the raw token
+
+
+async def test_blacklist_ttl_never_exceeds_the_configured_maximum(redis: Redis) -> None:
+    claims = TokenVerifier(key=SECRET).verify(token({"exp": _now() + 10 * 86400}))
+    assert await TokenBlacklist(redis, max_ttl=86400).revoke(claims) == 86400
+    assert 86398 <= await redis.ttl(f"blacklist:{claims['jti']}") <= 86400
+
+
+async def test_revoke_all_refuses_every_earlier_token_with_one_key(redis: Redis) -> None:
+    blacklist = TokenBlacklist(redis, sessions=False)
+    await blacklist.ensure_epoch()
+    earlier = [token() for _ in range(3)]
+    other_user = token({"sub": "43"})
+    async with client_for(build(redis, sessions=False)) as client:
+        await blacklist.revoke_all("42")
+        for value in earlier:
+            assert_invalid_token(await client.get("/private", headers={"Authorization": f"Bearer {value}"}))
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {other_user}"})).status_code == 200
+    assert [key async for key in redis.scan_iter("logout_all:*")] == [b"logout_all:42"]
+
+
+async def test_session_tokens_die_with_their_session(redis: Redis) -> None:
+    sessions = SessionStore(redis)
+    issuer = TokenIssuer(key=SECRET)
+    pair_a = issuer.issue_pair("42", session_id="sa")
+    pair_b = issuer.issue_pair("42", session_id="sb")
+    for pair, sid in ((pair_a, "sa"), (pair_b, "sb")):
+        await sessions.open("42", sid, refresh_jti=pair.refresh["jti"], ip="127.0.0.1", user_agent="t")
+    async with client_for(build(redis)) as client:
+        assert (
+            await client.get("/private", headers={"Authorization": f"Bearer {pair_a.access_token}"})
+        ).status_code == 200
+        await sessions.end("42", "sa")
+        assert_invalid_token(await client.get("/private", headers={"Authorization": f"Bearer {pair_a.access_token}"}))
+        assert (
+            await client.get("/private", headers={"Authorization": f"Bearer {pair_b.access_token}"})
+        ).status_code == 200
+
+
+async def test_fails_closed_with_503_when_redis_is_down(own_redis_server: RedisServer) -> None:
+    redis = Redis.from_url(own_redis_server.url, socket_timeout=0.1, socket_connect_timeout=0.1)
+    await TokenBlacklist(redis).ensure_epoch()
+    own_redis_server.kill()
+    headers = {"Authorization": f"Bearer {token()}"}
+    async with (
+        client_for(build(redis, sessions=False)) as closed,
+        client_for(build(redis, sessions=False, fail_open=True)) as opened,
+    ):
+        refused = await closed.get("/private", headers=headers)
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await closed.get("/public")).status_code == 200  # no token, nothing to check
+        assert (await opened.get("/private", headers=headers)).status_code == 200
+    await redis.aclose()
+
+
+async def test_non_http_scopes_pass_through_untouched() -> None:
+    seen = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    app = AuthMiddleware(inner, verifier=TokenVerifier(key=SECRET))
+    await app({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await app({"type": "websocket", "headers": []}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]

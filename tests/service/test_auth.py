@@ -1,0 +1,221 @@
+"""The seed's sign-in flow end to end: OTP, login, sessions, refresh, logout, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from gateway.redis_server import RedisServer
+from service.app import create_app
+from tests.conftest import CODE_A, CODE_B, PHONE_A, PHONE_B, bearer, login, make_settings, serve
+
+pytestmark = pytest.mark.anyio
+
+BIKE = {"title": "Bisiklet", "price": "1250.50", "city": "İstanbul"}
+
+
+class Outbox:
+    """An OTP sender that keeps codes (instead of an SMS gateway)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, phone: str, code: str) -> None:
+        self.sent.append((phone, code))
+
+
+async def test_seed_flow_login_call_logout_then_the_token_is_refused(anon: httpx.AsyncClient) -> None:
+    tokens = await login(anon)
+    assert tokens["token_type"] == "bearer" and tokens["expires_in"] == 86400
+    headers = bearer(tokens)
+    assert (await anon.post("/listings", json=BIKE, headers=headers)).status_code == 201
+
+    assert (await anon.post("/auth/logout", headers=headers)).status_code == 204
+
+    refused = await anon.post("/listings", json=BIKE, headers=headers)
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert (await anon.get("/listings", headers=headers)).status_code == 401  # public route, revoked token
+    assert (await anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+
+
+async def test_logout_blacklists_the_jti_for_its_remaining_lifetime(anon: httpx.AsyncClient, redis: Redis) -> None:
+    tokens = await login(anon)
+    await anon.post("/auth/logout", headers=bearer(tokens))
+    keys = [key async for key in redis.scan_iter("blacklist:*")]
+    assert len(keys) == 1
+    assert 86398 <= await redis.ttl(keys[0]) <= 86400
+    assert tokens["access_token"].encode() not in keys[0]
+
+
+async def test_a_second_app_instance_refuses_the_logged_out_token(
+    app: Starlette, anon: httpx.AsyncClient, settings: Any
+) -> None:
+    tokens = await login(anon)
+    other = create_app(settings)
+    async with serve(other) as second:
+        assert (await second.get("/auth/session", headers=bearer(tokens))).status_code == 200
+        await anon.post("/auth/logout", headers=bearer(tokens))
+        assert (await second.get("/auth/session", headers=bearer(tokens))).status_code == 401
+
+
+async def test_writes_need_a_token_and_only_the_owner_may_change(anon: httpx.AsyncClient) -> None:
+    missing = await anon.post("/listings", json=BIKE)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'Bearer realm="kapi"'
+    owner, other = bearer(await login(anon)), bearer(await login(anon, PHONE_B, CODE_B))
+    listing = (await anon.post("/listings", json=BIKE, headers=owner)).json()
+    path = f"/listings/{listing['id']}"
+
+    assert (await anon.patch(path, json={"title": "x"})).status_code == 401
+    assert (await anon.patch(path, json={"title": "x"}, headers=other)).status_code == 403
+    assert (await anon.delete(path, headers=other)).status_code == 403
+    assert (await anon.patch(path, json={"title": "Benim"}, headers=owner)).json()["title"] == "Benim"
+    assert (await anon.delete(path, headers=owner)).status_code == 204
+    assert (await anon.get(path)).status_code == 404
+
+
+async def test_otp_code_is_stored_hashed_with_a_five_minute_ttl(redis: Redis, settings: Any) -> None:
+    outbox = Outbox()
+    async with serve(create_app(settings, otp_sender=outbox)) as client:
+        response = await client.post("/auth/otp", json={"phone": "0555 123 45 67"})
+        assert response.status_code == 202 and response.json() == {"phone": "+905551234567", "expires_in": 300}
+        [(phone, code)] = outbox.sent
+        assert phone == "+905551234567" and len(code) == 6
+        stored = await redis.hgetall("otp:+905551234567")
+        assert code.encode() not in b"".join(stored.values())
+        assert 298 <= await redis.ttl("otp:+905551234567") <= 300
+        ok = await client.post("/auth/login/phone", json={"phone": "+90 555 123 4567", "code": code})
+        assert ok.status_code == 200
+        assert await redis.exists("otp:+905551234567") == 0  # a code works once
+
+
+async def test_test_numbers_send_nothing_and_obey_every_rule(redis: Redis, settings: Any) -> None:
+    outbox = Outbox()
+    async with serve(create_app(settings, otp_sender=outbox)) as client:
+        no_code = await client.post("/auth/login/phone", json={"phone": PHONE_A, "code": CODE_A})
+        assert no_code.status_code == 400  # a fixed code still has to be requested first
+        await client.post("/auth/otp", json={"phone": PHONE_A})
+        assert outbox.sent == []
+        await redis.pexpire(f"otp:{PHONE_A}", 1)
+        await asyncio.sleep(0.01)
+        expired = await client.post("/auth/login/phone", json={"phone": PHONE_A, "code": CODE_A})
+        assert expired.status_code == 400 and "request one" in expired.json()["detail"]
+
+
+async def test_five_wrong_codes_lock_the_code(anon: httpx.AsyncClient) -> None:
+    await anon.post("/auth/otp", json={"phone": PHONE_B})
+    left = []
+    for _ in range(5):
+        wrong = await anon.post("/auth/login/phone", json={"phone": PHONE_B, "code": "000000"})
+        assert wrong.status_code == 400 and wrong.headers["content-type"] == "application/problem+json"
+        left.append(wrong.json()["tries_left"])
+    assert left == [4, 3, 2, 1, 0]
+    right_but_late = await anon.post("/auth/login/phone", json={"phone": PHONE_B, "code": CODE_B})
+    assert right_but_late.status_code == 400
+    await anon.post("/auth/otp", json={"phone": PHONE_B})
+    assert (await anon.post("/auth/login/phone", json={"phone": PHONE_B, "code": CODE_B})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/auth/otp", {"phone": "not a phone"}),
+        ("/auth/otp", {"phone": "+1"}),
+        ("/auth/otp", {}),
+        ("/auth/otp", {"phone": PHONE_A, "extra": 1}),
+        ("/auth/login/phone", {"phone": PHONE_A, "code": "12345"}),
+        ("/auth/login/phone", {"phone": PHONE_A, "code": 123456}),
+        ("/auth/login/phone", {"phone": PHONE_A}),
+        ("/auth/refresh", {}),
+        ("/auth/refresh", {"refresh_token": ""}),
+    ],
+)
+async def test_bad_auth_bodies_are_422(anon: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    response = await anon.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_sessions_are_listed_and_one_is_ended_from_another_device(anon: httpx.AsyncClient, redis: Redis) -> None:
+    phone = await login(anon, **{"user-agent": "KapiPhone/1.0"})
+    laptop = await login(anon, **{"user-agent": "KapiLaptop/2.0"})
+
+    listed = (await anon.get("/auth/session", headers=bearer(laptop))).json()["sessions"]
+    assert [s["user_agent"] for s in listed] == ["KapiPhone/1.0", "KapiLaptop/2.0"]
+    assert [s["current"] for s in listed] == [False, True]
+    assert all(s["ip"] == "127.0.0.1" and s["created_at"].endswith("Z") for s in listed)
+    assert 86398 <= await redis.ttl("session:1") <= 86400
+
+    phone_session = listed[0]["session_id"]
+    assert (await anon.delete(f"/auth/session/{phone_session}", headers=bearer(laptop))).status_code == 204
+    assert (await anon.get("/auth/session", headers=bearer(phone))).status_code == 401
+    assert (await anon.post("/auth/refresh", json={"refresh_token": phone["refresh_token"]})).status_code == 401
+    assert len((await anon.get("/auth/session", headers=bearer(laptop))).json()["sessions"]) == 1
+    assert (await anon.delete("/auth/session/nope", headers=bearer(laptop))).status_code == 404
+
+
+async def test_a_user_cannot_end_another_users_session(anon: httpx.AsyncClient) -> None:
+    alice, bob = await login(anon), await login(anon, PHONE_B, CODE_B)
+    alice_session = (await anon.get("/auth/session", headers=bearer(alice))).json()["sessions"][0]["session_id"]
+    assert (await anon.delete(f"/auth/session/{alice_session}", headers=bearer(bob))).status_code == 404
+    assert (await anon.get("/auth/session", headers=bearer(alice))).status_code == 200
+
+
+async def test_refresh_rotates_and_reuse_ends_the_login(anon: httpx.AsyncClient) -> None:
+    first = await login(anon)
+    second = (await anon.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    assert second["refresh_token"] != first["refresh_token"] and second["access_token"] != first["access_token"]
+    assert (await anon.get("/auth/session", headers=bearer(second))).status_code == 200
+    assert (await anon.get("/auth/session", headers=bearer(first))).status_code == 200  # same login, not expired
+
+    reused = await anon.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reused.status_code == 401 and "already used" in reused.json()["detail"]
+    for tokens in (first, second):  # theft assumed: the whole login is over
+        assert (await anon.get("/auth/session", headers=bearer(tokens))).status_code == 401
+    assert (await anon.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})).status_code == 401
+
+
+async def test_refresh_and_access_tokens_are_not_interchangeable(anon: httpx.AsyncClient) -> None:
+    tokens = await login(anon)
+    as_access = await anon.get("/auth/session", headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
+    assert as_access.status_code == 401 and 'error="invalid_token"' in as_access.headers["www-authenticate"]
+    as_refresh = await anon.post("/auth/refresh", json={"refresh_token": tokens["access_token"]})
+    assert as_refresh.status_code == 401
+
+
+async def test_logout_all_revokes_every_login_of_the_user(anon: httpx.AsyncClient) -> None:
+    one, two = await login(anon), await login(anon)
+    bob = await login(anon, PHONE_B, CODE_B)
+    assert (await anon.post("/auth/logout/all", headers=bearer(one))).status_code == 204
+    for tokens in (one, two):
+        assert (await anon.get("/auth/session", headers=bearer(tokens))).status_code == 401
+        assert (await anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+    assert (await anon.get("/auth/session", headers=bearer(bob))).status_code == 200
+    again = await login(anon)  # logging in afterwards works at once
+    assert (await anon.get("/auth/session", headers=bearer(again))).status_code == 200
+
+
+async def test_users_are_created_once_per_phone(anon: httpx.AsyncClient) -> None:
+    first, second = await login(anon), await login(anon)
+    bob = await login(anon, PHONE_B, CODE_B)
+    ids = []
+    for tokens in (first, second, bob):
+        listing = (await anon.post("/listings", json=BIKE, headers=bearer(tokens))).json()
+        ids.append(listing["owner_id"])
+    assert ids[0] == ids[1] != ids[2]
+
+
+async def test_auth_fails_closed_when_redis_is_down(own_redis_server: RedisServer, tmp_path: Path) -> None:
+    async with serve(create_app(make_settings(own_redis_server.url, tmp_path))) as client:
+        tokens = await login(client)
+        own_redis_server.kill()
+        refused = await client.get("/auth/session", headers=bearer(tokens))
+        assert refused.status_code == 503 and "retry-after" in refused.headers
+        assert (await client.post("/auth/otp", json={"phone": PHONE_A})).status_code == 503
+        assert (await client.get("/listings")).status_code == 200  # anonymous reads still work
