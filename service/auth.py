@@ -42,6 +42,26 @@ class RefreshRequest(BaseModel):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    created_at: str
+    last_seen: str
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+
+
 def normalise_phone(raw: str, region: str = "TR") -> str | None:
     """E.164 (``+905551234567``), or None when it is not a valid number."""
     try:

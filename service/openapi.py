@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from service import schemas
+from service import auth, schemas
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 _SCHEMAS: tuple[type[BaseModel], ...] = (
@@ -21,6 +21,11 @@ _SCHEMAS: tuple[type[BaseModel], ...] = (
     schemas.CacheProbeWrite,
     schemas.CacheProbe,
     schemas.RedisStatus,
+    auth.OtpRequest,
+    auth.PhoneLogin,
+    auth.RefreshRequest,
+    auth.TokenResponse,
+    auth.SessionList,
 )
 
 
@@ -110,6 +115,45 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             **_errors("401", "429"),
         },
     },
+    "request_otp": {
+        "summary": "Send a one-time sign-in code (5 minutes, 5 tries)",
+        "requestBody": _body("OtpRequest"),
+        "responses": {"202": _json({"type": "object"}, "Code sent"), **_errors("422", "429", "503")},
+    },
+    "login_phone": {
+        "summary": "Exchange phone and code for tokens; creates the user on first login",
+        "requestBody": _body("PhoneLogin"),
+        "responses": {
+            "200": _json(_ref("TokenResponse"), "Tokens"),
+            "400": _problem("Wrong, expired or locked code"),
+            **_errors("422", "429", "503"),
+        },
+    },
+    "logout": {
+        "summary": "Revoke this token and end its session",
+        "responses": {"204": {"description": "Logged out"}, **_errors("401", "503")},
+    },
+    "logout_all": {
+        "summary": "Revoke every token of this user issued so far",
+        "responses": {"204": {"description": "Logged out everywhere"}, **_errors("401", "503")},
+    },
+    "refresh": {
+        "summary": "Rotate a refresh token for a new token pair (reuse ends the login)",
+        "requestBody": _body("RefreshRequest"),
+        "responses": {"200": _json(_ref("TokenResponse"), "New tokens"), **_errors("401", "422", "503")},
+    },
+    "list_sessions": {
+        "summary": "Your active logins",
+        "responses": {"200": _json(_ref("SessionList"), "Sessions"), **_errors("401", "503")},
+    },
+    "end_session": {
+        "summary": "End one of your logins; its tokens stop working",
+        "responses": {
+            "204": {"description": "Ended"},
+            "404": _problem("You have no such session"),
+            **_errors("401", "503"),
+        },
+    },
     "test_redis": {
         "summary": "PING Redis: version and round-trip time",
         "responses": {"200": _json(_ref("RedisStatus"), "Redis answers"), **_errors("503")},
@@ -142,8 +186,18 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Operations that take a bearer token (required or optional); the auth issue fills this in.
-SECURED: dict[str, bool] = {}
+#: Operations that take a bearer token: True when required, False when optional.
+SECURED: dict[str, bool] = {
+    "list_listings": False,
+    "get_listing": False,
+    "create_listing": True,
+    "update_listing": True,
+    "delete_listing": True,
+    "logout": True,
+    "logout_all": True,
+    "list_sessions": True,
+    "end_session": True,
+}
 
 
 def build_openapi(

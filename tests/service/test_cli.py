@@ -32,9 +32,7 @@ def mint(redis_server: RedisServer, tmp_path: Path, phone: str) -> subprocess.Co
 
 
 @pytest.mark.anyio
-async def test_minted_token_is_accepted_by_the_service(
-    redis_server: RedisServer, redis: Redis, tmp_path: Path
-) -> None:
+async def test_minted_token_is_accepted_by_the_service(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> None:
     result = mint(redis_server, tmp_path, "+905550000009")
     assert result.returncode == 0, result.stderr
     access_token = result.stdout.strip()
