@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.auth import AuthMiddleware
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.breaker import RedisUnavailable
 from gateway.problem import ProblemResponse
+from gateway.ratelimit import Policy, PolicyChooser
+from gateway.stack import GatewayMiddleware
+from gateway.types import Scope
 from service import auth, db, diagnostics, listings, metrics
 from service.openapi import build_openapi
 from service.otp_sender import LogOtpSender, OtpSender
@@ -58,14 +60,42 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
         Middleware(ErrorBoundaryMiddleware),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
         Middleware(
-            AuthMiddleware,
+            GatewayMiddleware,
             verifier=kapi.verifier,
             blacklist=kapi.blacklist,
+            limiter=kapi.limiter,
             public=PUBLIC_ENDPOINTS,
+            default=Policy("default", settings.rate_limit),
+            overrides=RATE_LIMIT_OVERRIDES,
+            exempt=RATE_LIMIT_EXEMPT,
+            policy=tier_policy(settings),
             routes=routes,
+            client_address=kapi.client_ip,
+            keys=kapi.keys,
             fail_open=settings.auth_fail_open,
+            on_redis_error=settings.rate_limit_on_redis_error,
         ),
     ]
+
+
+#: Strict limits on the sign-in routes, whatever RATE_LIMIT says (the per-phone one is in the handler).
+RATE_LIMIT_OVERRIDES = {
+    "POST /auth/otp": Policy.of("otp-ip", "20/hour", by="ip"),
+    "POST /auth/login/phone": Policy.of("login-ip", "10/minute", by="ip"),
+}
+RATE_LIMIT_EXEMPT = ("/health", "/ready", "/metrics")
+
+
+def tier_policy(settings: Settings) -> PolicyChooser:
+    """Limits from the token's ``tier`` claim (``RATE_LIMIT_TIERS``, e.g. ``pro:1000/hour``)."""
+    tiers = {name: Policy(name, limits) for name, limits in settings.rate_limit_tiers.items()}
+
+    def choose(scope: Scope, user_id: str | None, endpoint: str) -> Policy | None:
+        user = scope.get("user")
+        tier = getattr(user, "claims", {}).get("tier") if user_id else None
+        return tiers.get(tier) if isinstance(tier, str) else None
+
+    return choose
 
 
 async def openapi(request: Request) -> Response:

@@ -107,6 +107,9 @@ async def request_otp(request: Request) -> Response:
     phone = normalise_phone(body.phone) or (body.phone if body.phone in kapi.settings.otp_test_numbers else None)
     if phone is None:
         return bad_phone()
+    limited = await kapi.limit_phone(phone)
+    if limited is not None:
+        return limited
     fixed = kapi.settings.otp_test_numbers.get(phone)
     code = fixed or kapi.otp.new_code()
     try:

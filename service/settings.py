@@ -54,6 +54,7 @@ class Settings:
     access_token_ttl: int = 86400
     refresh_token_ttl: int = 30 * 86400
     rate_limit: tuple[Limit, ...] = (Limit(100, 3600),)
+    rate_limit_tiers: Mapping[str, tuple[Limit, ...]] = field(default_factory=lambda: {"pro": (Limit(1000, 3600),)})
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
     session_ttl: int = 86400
@@ -117,6 +118,7 @@ class Settings:
             access_token_ttl=get("ACCESS_TOKEN_TTL", _int_between(1, 86400 * 365), "86400"),
             refresh_token_ttl=get("REFRESH_TOKEN_TTL", _int_between(1, 86400 * 365), str(30 * 86400)),
             rate_limit=get("RATE_LIMIT", parse_limits, "100/hour"),
+            rate_limit_tiers=get("RATE_LIMIT_TIERS", _tiers, "pro:1000/hour"),
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
@@ -228,6 +230,16 @@ def _host_ports(raw: str) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"{item!r} is not host:port")
         pairs.append((host, int(port)))
     return tuple(pairs)
+
+
+def _tiers(raw: str) -> dict[str, tuple[Limit, ...]]:
+    tiers = {}
+    for item in _csv(raw):
+        name, sep, limits = item.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not <tier>:<limits>, e.g. pro:1000/hour")
+        tiers[name.strip()] = parse_limits(limits)
+    return tiers
 
 
 def _otp_numbers(raw: str) -> dict[str, str]:

@@ -9,12 +9,14 @@ from databases import Database
 from starlette.requests import Request
 
 from gateway.blacklist import TokenBlacklist
-from gateway.breaker import CircuitBreaker
+from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.cache import CachedFunction, cached
 from gateway.clientip import ClientAddress
 from gateway.keys import Keys
+from gateway.limiter import LocalLimiter, RateLimiter
 from gateway.otp import OtpStore
 from gateway.problem import ProblemResponse
+from gateway.ratelimit import Policy, too_many_requests
 from gateway.sessions import SessionStore
 from gateway.tokens import HMAC_ALGORITHMS, TokenIssuer, TokenPair, TokenVerifier, new_id
 from gateway.types import RedisClient
@@ -22,6 +24,8 @@ from service.otp_sender import LogOtpSender, OtpSender
 from service.settings import Settings
 from service.store import ListingStore
 from service.users import UserStore
+
+OTP_PER_PHONE = Policy.of("otp-phone", "5/hour")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Kapi:
     sessions: SessionStore = field(init=False)
     otp: OtpStore = field(init=False)
     client_ip: ClientAddress = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    local_limiter: LocalLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -84,6 +90,8 @@ class Kapi:
         self.sessions = SessionStore(redis, keys=self.keys, ttl=settings.session_ttl, breaker=self.breaker)
         self.otp = OtpStore(redis, secret=b"otp:" + secret.encode(), keys=self.keys, breaker=self.breaker)
         self.client_ip = ClientAddress(settings.trusted_proxies)
+        self.limiter = RateLimiter(redis, breaker=self.breaker)
+        self.local_limiter = LocalLimiter()
 
     def current_redis(self) -> RedisClient | None:
         return self.redis
@@ -112,6 +120,16 @@ class Kapi:
         pair = self.issuer.issue_pair(user_id, session_id=session_id)
         await self.sessions.open(user_id, session_id, refresh_jti=pair.refresh["jti"], ip=ip, user_agent=user_agent)
         return pair
+
+    async def limit_phone(self, phone: str) -> ProblemResponse | None:
+        """``POST /auth/otp``'s per-number limit (the number is in the body, so the middleware cannot
+        see it): 429 once a number has asked for 5 codes in an hour."""
+        key = self.keys(f"rate_limit:phone:{phone}:POST /auth/otp")
+        try:
+            decision = await self.limiter.hit(key, OTP_PER_PHONE.limits)
+        except RedisUnavailable:
+            decision = self.local_limiter.hit(key, OTP_PER_PHONE.limits)
+        return None if decision.admitted else too_many_requests(OTP_PER_PHONE, decision)
 
     async def invalidate_listing(self, listing_id: int) -> None:
         await self.load_listing.invalidate(listing_id)

@@ -56,10 +56,19 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
         "jwt_secret": TEST_SECRET,
         "otp_test_numbers": TEST_NUMBERS,
+        "rate_limit": "1000/hour",  # the rate-limit tests set their own
     }
     values.update(overrides)
     environ = {key.upper(): str(value) for key, value in values.items()}
     return Settings.from_environ(environ, env_file=None)
+
+
+def redis_client(url: str, **overrides: Any) -> Any:
+    """A client configured exactly as the service configures its own (timeouts, retry on reconnect)."""
+    from service.redis_client import create_redis
+
+    environ = {"REDIS_URL": url, "JWT_SECRET": TEST_SECRET, **{k.upper(): str(v) for k, v in overrides.items()}}
+    return create_redis(Settings.from_environ(environ, env_file=None))
 
 
 @contextlib.asynccontextmanager

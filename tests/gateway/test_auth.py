@@ -26,6 +26,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.redis_server import RedisServer
 from gateway.sessions import SessionStore
 from gateway.tokens import TokenIssuer, TokenVerifier
+from tests.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
 
@@ -58,9 +59,15 @@ def client_for(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
+@pytest.fixture(autouse=True)
+async def long_running_redis(redis: Redis) -> None:
+    """Tests mint tokens at will: let the Redis look like it has kept its data for a while, so the
+    epoch (see test_epoch_*) never falls between a token's iat and its first check."""
+    await redis.set("epoch", 0)
+
+
 @pytest.fixture
 async def http(redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    await TokenBlacklist(redis).ensure_epoch()
     async with client_for(build(redis, sessions=False)) as client:
         yield client
 
@@ -210,7 +217,6 @@ async def test_issuer_and_audience_are_checked_when_configured(redis: Redis) -> 
 
 
 async def test_leeway_accepts_a_token_just_expired(redis: Redis) -> None:
-    await redis.set("epoch", _now() - 1000)  # a Redis that has kept its data for a while
     async with client_for(build(redis, verifier=TokenVerifier(key=SECRET, leeway=30), sessions=False)) as client:
         recent = token({"iat": _now() - 100, "exp": _now() - 10})
         assert (await client.get("/private", headers={"Authorization": f"Bearer {recent}"})).status_code == 200
@@ -218,7 +224,6 @@ async def test_leeway_accepts_a_token_just_expired(redis: Redis) -> None:
 
 async def test_a_revoked_token_is_refused_next_request_by_every_instance(redis: Redis) -> None:
     blacklist = TokenBlacklist(redis, sessions=False)
-    await blacklist.ensure_epoch()
     value = token()
     claims = TokenVerifier(key=SECRET).verify(value)
     headers = {"Authorization": f"Bearer {value}"}
@@ -245,7 +250,6 @@ async def test_blacklist_ttl_never_exceeds_the_configured_maximum(redis: Redis) 
 
 async def test_revoke_all_refuses_every_earlier_token_with_one_key(redis: Redis) -> None:
     blacklist = TokenBlacklist(redis, sessions=False)
-    await blacklist.ensure_epoch()
     earlier = [token() for _ in range(3)]
     other_user = token({"sub": "43"})
     async with client_for(build(redis, sessions=False)) as client:
@@ -288,6 +292,20 @@ async def test_fails_closed_with_503_when_redis_is_down(own_redis_server: RedisS
         assert refused.headers["content-type"] == "application/problem+json"
         assert (await closed.get("/public")).status_code == 200  # no token, nothing to check
         assert (await opened.get("/private", headers=headers)).status_code == 200
+    await redis.aclose()
+
+
+async def test_epoch_refuses_tokens_issued_before_redis_lost_its_data(own_redis_server: RedisServer) -> None:
+    redis = redis_client(own_redis_server.url)
+    await redis.set("epoch", _now() - 1000)
+    before = token({"iat": _now() - 5})
+    headers = {"Authorization": f"Bearer {before}"}
+    async with client_for(build(redis, sessions=False)) as client:
+        assert (await client.get("/private", headers=headers)).status_code == 200
+        own_redis_server.restart(empty=True)  # every blacklist entry and logout mark is gone
+        assert_invalid_token(await client.get("/private", headers=headers))
+        assert await redis.get("epoch") is not None  # a new epoch was recorded
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {token()}"})).status_code == 200
     await redis.aclose()
 
 
