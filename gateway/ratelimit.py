@@ -82,6 +82,25 @@ def rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[str, st
     return headers
 
 
+_TRIO = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+def add_rate_limit_headers(response: MutableHeaders, headers: list[tuple[str, str]]) -> None:
+    """Add our headers to a response. If the app already limited it under another policy (say, per
+    phone number), both policies are listed, and the single-valued trio keeps the tighter one."""
+    values = dict(headers)
+    existing = response.get("ratelimit-remaining")
+    ours_tighter = existing is None or (existing.isdigit() and int(values["RateLimit-Remaining"]) < int(existing))
+    for name, value in headers:
+        if name in _TRIO:
+            if ours_tighter:
+                response[name] = value
+        elif name in response and name != "Retry-After":
+            response[name] = f"{response[name]}, {value}"
+        else:
+            response[name] = value
+
+
 def too_many_requests(policy: Policy, decision: Decision) -> ProblemResponse:
     names = policy.item_names()
     violated = [name for name, state in zip(names, decision.states, strict=True) if state.remaining == 0]
@@ -201,9 +220,7 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response_headers = MutableHeaders(scope=message)
-                for name, value in headers:
-                    response_headers.append(name, value)
+                add_rate_limit_headers(MutableHeaders(scope=message), headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

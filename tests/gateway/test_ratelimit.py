@@ -1,0 +1,278 @@
+"""RateLimitMiddleware and GatewayMiddleware on a tiny Starlette app, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from jose import jwt
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from gateway.auth import AuthMiddleware
+from gateway.blacklist import TokenBlacklist
+from gateway.breaker import CircuitBreaker
+from gateway.clientip import ClientAddress
+from gateway.limiter import RateLimiter
+from gateway.ratelimit import QUOTA_EXCEEDED, Policy, RateLimitMiddleware
+from gateway.redis_server import RedisServer
+from gateway.stack import GatewayMiddleware
+from gateway.tokens import TokenVerifier
+from tests.conftest import redis_client
+from tests.monitor import client_commands
+
+pytestmark = pytest.mark.anyio
+SECRET = "rate-limit-test-secret-0123456789-0123456789"
+
+
+async def ok(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+ROUTES = [
+    Route("/items/{item_id}", ok),
+    Route("/items", ok, methods=["GET", "POST"]),
+    Route("/health", ok),
+    Route("/login", ok, methods=["POST"]),
+]
+
+
+def token(sub: str = "u1", **claims: Any) -> str:
+    now = int(time.time())
+    base = {"sub": sub, "jti": f"j{time.monotonic_ns()}", "iat": now, "exp": now + 600, "type": "access", **claims}
+    return str(jwt.encode(base, SECRET, algorithm="HS256"))
+
+
+def limited(redis: Any, **options: Any) -> Any:
+    """Auth (no blacklist) then the rate limiter, as two separate middleware."""
+    options.setdefault("default", "5/minute")
+    inner = RateLimitMiddleware(
+        Starlette(routes=ROUTES),
+        limiter=RateLimiter(redis, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=5)),
+        routes=ROUTES,
+        **options,
+    )
+    return AuthMiddleware(inner, verifier=TokenVerifier(key=SECRET), public=lambda scope: True, routes=ROUTES)
+
+
+def client(app: Any, ip: str = "127.0.0.1") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 5000)), base_url="http://t")
+
+
+def auth(sub: str = "u1", **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, **claims)}"}
+
+
+async def test_headers_on_every_response_and_429_after_the_limit(redis: Redis) -> None:
+    async with client(limited(redis)) as http:
+        remaining = []
+        for _ in range(5):
+            response = await http.get("/items/1")
+            assert response.status_code == 200
+            assert response.headers["ratelimit-policy"] == '"default";q=5;w=60'
+            assert response.headers["ratelimit-limit"] == "5"
+            r = int(response.headers["ratelimit-remaining"])
+            t = int(response.headers["ratelimit-reset"])
+            assert response.headers["ratelimit"] == f'"default";r={r};t={t}'
+            assert 1 <= t <= 60
+            remaining.append(r)
+        assert remaining == [4, 3, 2, 1, 0]
+
+        refused = await http.get("/items/1")
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        body = refused.json()
+        assert body["type"] == QUOTA_EXCEEDED and body["violated-policies"] == ["default"] and body["status"] == 429
+        assert refused.headers["ratelimit-remaining"] == "0"
+        t = int(refused.headers["ratelimit-reset"])
+        assert int(refused.headers["retry-after"]) >= t >= 59
+
+
+async def test_the_key_is_the_seed_name_with_the_route_template(redis: Redis) -> None:
+    async with client(limited(redis)) as http:
+        await http.get("/items/1", headers=auth("42"))
+        await http.get("/items/2")
+    keys = sorted([key.decode() async for key in redis.scan_iter("rate_limit:*")])
+    assert keys == ["rate_limit:42:GET /items/{item_id}", "rate_limit:ip:127.0.0.1:GET /items/{item_id}"]
+    assert 0 < await redis.pttl(keys[0]) <= 60_000
+
+
+async def test_budgets_are_per_user_per_endpoint_and_per_anonymous_ip(redis: Redis) -> None:
+    app = limited(redis, default="2/minute")
+    async with client(app) as http, client(app, ip="10.0.0.7") as other_ip:
+        for path in ("/items/1", "/items/2"):  # one template, one budget
+            assert (await http.get(path, headers=auth("alice"))).status_code == 200
+        assert (await http.get("/items/3", headers=auth("alice"))).status_code == 429
+        assert (await http.get("/items", headers=auth("alice"))).status_code == 200  # another endpoint
+        assert (await http.post("/items", headers=auth("alice"))).status_code == 200  # another method
+        assert (await http.get("/items/1", headers=auth("bob"))).status_code == 200  # another user
+        for _ in range(2):
+            assert (await http.get("/items/1")).status_code == 200
+        assert (await http.get("/items/1")).status_code == 429  # anonymous, 127.0.0.1
+        assert (await other_ip.get("/items/1")).status_code == 200  # anonymous, another address
+
+
+async def test_refused_requests_do_not_consume_and_retry_after_is_the_real_wait(redis: Redis) -> None:
+    async with client(limited(redis, default="2/2second")) as http:
+        assert [(await http.get("/items/1")).status_code for _ in range(2)] == [200, 200]
+        refused = [await http.get("/items/1") for _ in range(10)]  # hammering does not extend the wait
+        assert {r.status_code for r in refused} == {429}
+        retry_after = int(refused[0].headers["retry-after"])
+        assert retry_after == 2
+        await asyncio.sleep(retry_after - 1)
+        assert (await http.get("/items/1")).status_code == 429  # not a second earlier
+        await asyncio.sleep(1.05)
+        assert (await http.get("/items/1")).status_code == 200
+
+
+async def test_no_window_of_the_limits_length_admits_more_than_the_limit(redis: Redis) -> None:
+    admitted: list[float] = []
+    async with client(limited(redis, default="5/2second")) as http:
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline:
+            if (await http.get("/items/1")).status_code == 200:
+                admitted.append(time.monotonic())
+            await asyncio.sleep(0.03)
+    assert len(admitted) >= 10  # it does let traffic through as windows slide
+    for i, start in enumerate(admitted):
+        in_window = [t for t in admitted[i:] if t - start < 1.95]  # a 2 s window, minus client-side jitter
+        assert len(in_window) <= 5, admitted
+
+
+async def test_several_limits_at_once(redis: Redis) -> None:
+    async with client(limited(redis, default="2/second;3/minute")) as http:
+        first = await http.get("/items/1")
+        assert first.headers["ratelimit-policy"] == '"default-1s";q=2;w=1, "default-60s";q=3;w=60'
+        assert first.headers["ratelimit"].startswith('"default-1s";r=1;t=1, "default-60s";r=2;t=')
+        await http.get("/items/1")
+        burst = await http.get("/items/1")
+        assert burst.status_code == 429 and burst.json()["violated-policies"] == ["default-1s"]
+        await asyncio.sleep(1.05)
+        assert (await http.get("/items/1")).status_code == 200
+        await asyncio.sleep(1.05)
+        minute = await http.get("/items/1")
+        assert minute.status_code == 429 and minute.json()["violated-policies"] == ["default-60s"]
+        assert int(minute.headers["retry-after"]) >= 55
+
+
+async def test_overrides_exemptions_and_per_request_policies(redis: Redis) -> None:
+    def tier(scope: Any, user: str | None, endpoint: str) -> Policy | None:
+        claims = getattr(scope.get("user"), "claims", {})
+        return Policy.of("pro", "4/minute") if claims.get("tier") == "pro" else None
+
+    app = limited(
+        redis,
+        default="1/minute",
+        overrides={"POST /login": Policy.of("login-ip", "2/minute", by="ip")},
+        exempt=["/health"],
+        policy=tier,
+    )
+    async with client(app) as http:
+        assert [(await http.get("/health")).status_code for _ in range(5)] == [200] * 5
+        assert "ratelimit" not in (await http.get("/health")).headers
+        statuses = [(await http.post("/login", headers=auth(f"user{i}"))).status_code for i in range(3)]
+        assert statuses == [200, 200, 429]  # by address, whoever is signed in
+        pro = [(await http.get("/items/1", headers=auth("p", tier="pro"))).status_code for _ in range(5)]
+        assert pro == [200, 200, 200, 200, 429]
+        free = [(await http.get("/items/1", headers=auth("f"))).status_code for _ in range(2)]
+        assert free == [200, 429]
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(redis: Redis) -> None:
+    trusting = limited(redis, default="1/minute", client_address=ClientAddress(["127.0.0.1"]))
+    async with client(trusting) as via_proxy, client(trusting, ip="10.9.9.9") as direct:
+        assert (await via_proxy.get("/items/1", headers={"X-Forwarded-For": "203.0.113.5"})).status_code == 200
+        assert (await via_proxy.get("/items/1", headers={"X-Forwarded-For": "203.0.113.6"})).status_code == 200
+        # a client that is not a trusted proxy cannot choose its identity
+        assert (await direct.get("/items/1", headers={"X-Forwarded-For": "203.0.113.7"})).status_code == 200
+        assert (await direct.get("/items/1", headers={"X-Forwarded-For": "203.0.113.8"})).status_code == 429
+    keys = sorted([key.decode() async for key in redis.scan_iter("rate_limit:*")])
+    assert keys == [
+        "rate_limit:ip:10.9.9.9:GET /items/{item_id}",
+        "rate_limit:ip:203.0.113.5:GET /items/{item_id}",
+        "rate_limit:ip:203.0.113.6:GET /items/{item_id}",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["local", "open", "closed"])
+async def test_redis_paused_answers_within_the_timeout(own_redis_server: RedisServer, mode: str) -> None:
+    redis = redis_client(own_redis_server.url, redis_timeout=0.1)
+    app = limited(redis, default="3/minute", on_redis_error=mode)
+    async with client(app) as http:
+        assert (await http.get("/items/1")).status_code == 200
+        own_redis_server.pause()
+        try:
+            started = time.monotonic()
+            responses = [await http.get("/items/1") for _ in range(5)]
+            elapsed = time.monotonic() - started
+        finally:
+            own_redis_server.resume()
+    statuses = [r.status_code for r in responses]
+    assert elapsed < 1.0  # one timeout, then the breaker skips Redis
+    if mode == "local":  # an approximate limiter of this process's own (it has not seen the first hit)
+        assert statuses == [200, 200, 200, 429, 429]
+        assert responses[0].headers["ratelimit-policy"] == '"default";q=3;w=60'
+    elif mode == "open":
+        assert statuses == [200] * 5 and "ratelimit" not in responses[0].headers
+    else:
+        assert statuses == [503] * 5 and "retry-after" in responses[0].headers
+    await redis.aclose()
+
+
+async def gateway_app(redis: Any, **options: Any) -> Any:
+    await redis.set("epoch", 0)
+    options.setdefault("default", "100/hour")
+    return GatewayMiddleware(
+        Starlette(routes=ROUTES),
+        verifier=TokenVerifier(key=SECRET),
+        blacklist=TokenBlacklist(redis, sessions=False),
+        limiter=RateLimiter(redis),
+        public=["GET /items/{item_id}"],
+        routes=ROUTES,
+        **options,
+    )
+
+
+async def test_gateway_costs_one_round_trip_per_request(redis_server: RedisServer, redis: Redis) -> None:
+    app = await gateway_app(redis)
+    headers = auth("u1")
+    async with client(app) as http:
+        await http.get("/items/1", headers=headers)  # scripts loaded, connection open
+        async with client_commands(redis_server.url) as seen:
+            for i in range(10):
+                response = await http.get(f"/items/{i}", headers=headers)
+                assert response.status_code == 200 and response.headers["ratelimit-remaining"] == str(98 - i)
+            for _ in range(5):
+                assert (await http.get("/items/1")).status_code == 200  # anonymous: rate limit only
+    assert seen.names() == ["EVALSHA"] * 15
+
+
+async def test_gateway_refuses_revoked_tokens_without_counting_them(redis: Redis) -> None:
+    app = await gateway_app(redis, default="3/minute")
+    value = token("u9")
+    claims = TokenVerifier(key=SECRET).verify(value)
+    async with client(app) as http:
+        assert (await http.get("/items/1", headers={"Authorization": f"Bearer {value}"})).status_code == 200
+        await TokenBlacklist(redis).revoke(claims)
+        for _ in range(5):
+            response = await http.get("/items/1", headers={"Authorization": f"Bearer {value}"})
+            assert response.status_code == 401
+        fresh = await http.get("/items/1", headers=auth("u9"))
+        assert fresh.status_code == 200 and fresh.headers["ratelimit-remaining"] == "1"
+
+
+async def test_gateway_fails_closed_for_tokens_and_falls_back_for_limits(own_redis_server: RedisServer) -> None:
+    redis = redis_client(own_redis_server.url)
+    app = await gateway_app(redis, default="2/minute")
+    async with client(app) as http:
+        own_redis_server.kill()
+        assert (await http.get("/items/1", headers=auth())).status_code == 503
+        anonymous = [(await http.get("/items/1")).status_code for _ in range(3)]
+        assert anonymous == [200, 200, 429]  # the local limiter
+    await redis.aclose()

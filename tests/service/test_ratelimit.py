@@ -1,0 +1,83 @@
+"""The service's rate limits: default per user and endpoint, strict sign-in limits, Redis cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from gateway.redis_server import RedisServer
+from service.app import create_app
+from tests.conftest import PHONE_A, PHONE_B, PHONE_C, bearer, http_client, make_settings
+from tests.monitor import client_commands
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_default_limit_and_headers_on_listing_reads(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(redis_server.url, tmp_path, rate_limit="3/hour"))
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        for remaining in (2, 1, 0):
+            response = await client.get("/listings/1")
+            assert response.status_code == 404  # limited like any other answer
+            assert response.headers["ratelimit"].startswith(f'"default";r={remaining};t=')
+            assert response.headers["ratelimit-policy"] == '"default";q=3;w=3600'
+        assert (await client.get("/listings/2")).status_code == 429
+        assert (await client.get("/health")).status_code == 200  # exempt
+        assert "ratelimit" not in (await client.get("/metrics")).headers
+    assert await redis.exists("rate_limit:ip:127.0.0.1:GET /listings/{listing_id}")
+
+
+async def test_otp_is_limited_per_phone_and_per_address(anon: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        assert (await anon.post("/auth/otp", json={"phone": PHONE_B})).status_code == 202
+    refused = await anon.post("/auth/otp", json={"phone": PHONE_B})
+    assert refused.status_code == 429 and refused.json()["violated-policies"] == ["otp-phone"]
+    assert refused.headers["ratelimit-policy"] == '"otp-phone";q=5;w=3600, "otp-ip";q=20;w=3600'
+    assert refused.headers["ratelimit"].startswith('"otp-phone";r=0;t=')
+    assert (refused.headers["ratelimit-limit"], refused.headers["ratelimit-remaining"]) == ("5", "0")
+    assert int(refused.headers["retry-after"]) > 3500
+
+    for i in range(14):  # 6 already used from this address: 20 per hour in all
+        phone = f"+9055500001{i:02d}"
+        assert (await anon.post("/auth/otp", json={"phone": phone})).status_code in (202, 422)
+    by_address = await anon.post("/auth/otp", json={"phone": PHONE_C})
+    assert by_address.status_code == 429 and by_address.json()["violated-policies"] == ["otp-ip"]
+
+
+async def test_login_is_limited_per_address(anon: httpx.AsyncClient) -> None:
+    await anon.post("/auth/otp", json={"phone": PHONE_A})
+    statuses = [
+        (await anon.post("/auth/login/phone", json={"phone": PHONE_A, "code": "000000"})).status_code for _ in range(11)
+    ]
+    assert statuses[:4] == [400] * 4  # wrong codes (the fifth locks the code: also 400)
+    assert statuses[-1] == 429  # the eleventh attempt in a minute from one address
+
+
+async def test_pro_tier_claim_gets_its_own_limit(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> None:
+    settings = make_settings(redis_server.url, tmp_path, rate_limit="1/hour", rate_limit_tiers="pro:3/hour")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        kapi = app.state.kapi
+        pair = await kapi.open_session("77", ip="127.0.0.1", user_agent="t")
+        pro_token = kapi.issuer.encode({**pair.access, "tier": "pro", "jti": "pro-jti"})
+        statuses = [(await client.get("/listings", headers={"Authorization": f"Bearer {pro_token}"})).status_code
+                    for _ in range(4)]  # fmt: skip
+        assert statuses == [200, 200, 200, 429]
+        assert (await client.get("/listings", headers=bearer({"access_token": pair.access_token}))).status_code == 429
+
+
+async def test_a_warm_listing_read_with_a_token_costs_two_redis_commands(
+    redis_server: RedisServer, client: httpx.AsyncClient
+) -> None:
+    listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"})).json()
+    await client.get(f"/listings/{listing['id']}")  # warm the cache
+    async with client_commands(redis_server.url) as seen:
+        for _ in range(5):
+            response = await client.get(f"/listings/{listing['id']}")
+            assert response.headers["x-cache"] == "HIT"
+    assert seen.names() == ["EVALSHA", "EVALSHA"] * 5  # gateway (revocation + limit), then the cache
