@@ -25,7 +25,9 @@ class RedisUnavailable(Exception):
 
 class CircuitBreaker:
     """Opens after ``failure_threshold`` consecutive failures; after ``reset_timeout`` seconds one
-    probe call is let through, and its outcome closes or re-opens the circuit.
+    probe call is let through, and its outcome closes or re-opens the circuit. After any failure,
+    calls are skipped for ``cooldown`` seconds even while closed, so a request that needs Redis twice,
+    or a crowd of concurrent ones, pays one timeout rather than one each.
 
     One breaker per process is shared by every component that talks to the same Redis.
     """
@@ -35,6 +37,7 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         reset_timeout: float = 1.0,
+        cooldown: float = 0.25,
         on_change: Callable[[State], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
@@ -43,16 +46,20 @@ class CircuitBreaker:
             raise ValueError("reset_timeout must be positive")
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
+        self.cooldown = cooldown
         self.on_change = on_change
+        self._failed_at = -cooldown
         self.state: State = "closed"
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+        #: How many times the circuit entered each state (for metrics).
+        self.transitions: dict[State, int] = {"closed": 0, "open": 0, "half_open": 0}
 
     def allow(self) -> bool:
         """Whether a Redis call may be attempted now."""
         if self.state == "closed":
-            return True
+            return time.monotonic() - self._failed_at >= self.cooldown
         if self.state == "open" and time.monotonic() - self._opened_at >= self.reset_timeout:
             self._set("half_open")
         if self.state == "half_open" and not self._probing:
@@ -69,6 +76,7 @@ class CircuitBreaker:
     def failure(self) -> None:
         self._probing = False
         self._failures += 1
+        self._failed_at = time.monotonic()
         if self.state == "half_open" or self._failures >= self.failure_threshold:
             self._opened_at = time.monotonic()
             if self.state != "open":
@@ -91,6 +99,7 @@ class CircuitBreaker:
 
     def _set(self, state: State) -> None:
         self.state = state
+        self.transitions[state] += 1
         log = logger.warning if state == "open" else logger.info
         log("redis circuit %s", state.replace("_", "-"))
         if self.on_change is not None:

@@ -90,6 +90,8 @@ class CachedFunction(Generic[P, T]):
             )
         self._scripts = ScriptSet("cache_get", "cache_fill")
         self._inflight: dict[str, asyncio.Future[CacheResult[T]]] = {}
+        #: Keys whose invalidation has not reached Redis yet; reads of them skip the cache.
+        self.pending: set[str] = set()
         functools.update_wrapper(self, func)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
@@ -123,25 +125,41 @@ class CachedFunction(Generic[P, T]):
             del self._inflight[key]
 
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete the entry (and any lease on it). Returns False when Redis could not be reached."""
-        key = self.key(*args, **kwargs)
+        """Delete the entry (and any lease on it). When Redis cannot be reached, returns False and
+        remembers the key as *pending*: this process reads it from the loader, never from Redis,
+        until :meth:`retry_pending` has deleted it, so a stale entry is never served here."""
+        return await self.invalidate_key(self.key(*args, **kwargs))
+
+    async def invalidate_key(self, key: str) -> bool:
+        """:meth:`invalidate` by the full key (as :meth:`key` returns it)."""
         client = self._client()
-        if client is None:
-            return False
         try:
+            if client is None:
+                raise RedisUnavailable("no Redis client")
             await self.breaker.call(lambda: client.delete(key))
         except RedisUnavailable as exc:
             self.stats.errors += 1
-            logger.warning("cache invalidation of %s failed: %s", key, exc)
+            self.pending.add(key)
+            logger.warning("cache invalidation of %s failed (%s); it stays pending", key, exc)
             return False
+        self.pending.discard(key)
         return True
+
+    async def retry_pending(self) -> list[str]:
+        """Try the pending invalidations again; returns the keys now deleted in Redis."""
+        done = []
+        for key in list(self.pending):
+            if not await self.invalidate_key(key):
+                break  # still unreachable: try again later
+            done.append(key)
+        return done
 
     def _client(self) -> RedisClient | None:
         return resolve_client(self._redis)
 
     async def _fetch(self, key: str, args: Any, kwargs: Any) -> CacheResult[T]:
         client = self._client()
-        if client is None:
+        if client is None or key in self.pending:
             return CacheResult(await self._load(args, kwargs), False)
         token = secrets.token_hex(8)
         scripts = self._scripts.bind(client)

@@ -3,6 +3,7 @@ stack, assembled in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -98,6 +99,19 @@ def tier_policy(settings: Settings) -> PolicyChooser:
     return choose
 
 
+async def drain_invalidations(kapi: Kapi, every: float = 0.5) -> None:
+    """Background task: retry cache invalidations that could not reach Redis (see Kapi)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            drained = await kapi.drain_invalidations()
+        except Exception:
+            logger.exception("draining cache invalidations failed; retrying")
+        else:
+            if drained:
+                logger.info("delivered %d pending cache invalidation(s)", drained)
+
+
 async def openapi(request: Request) -> Response:
     return JSON(request.app.state.openapi)
 
@@ -129,9 +143,13 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             await kapi.blacklist.ensure_epoch()
         except RedisUnavailable:
             logger.warning("redis unreachable at start-up; the service starts anyway and retries per request")
+        drainer = asyncio.create_task(drain_invalidations(kapi))
         try:
             yield
         finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
             await kapi.database.disconnect()
             await kapi.redis.aclose()
             kapi.database = kapi.redis = None

@@ -45,6 +45,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "cache invalidation outbox",
+        (
+            # Invalidations that could not reach Redis: kept here (durable, shared by every process)
+            # until one process deletes the key in Redis.
+            """CREATE TABLE IF NOT EXISTS cache_invalidations (
+                cache_key TEXT PRIMARY KEY,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 _AUTO_ID = {

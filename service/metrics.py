@@ -34,6 +34,12 @@ class KapiCollector(Collector):
         for name in _BREAKER_STATES:
             state.add_metric([name], 1.0 if self.kapi.breaker.state == name else 0.0)
         yield state
+        transitions = CounterMetricFamily(
+            "kapi_redis_circuit_transitions", "Times the Redis circuit breaker entered each state", labels=["state"]
+        )
+        for name in _BREAKER_STATES:
+            transitions.add_metric([name], self.kapi.breaker.transitions[name])  # type: ignore[index]
+        yield transitions
 
 
 def registry_for(kapi: Kapi) -> CollectorRegistry:

@@ -22,7 +22,7 @@ from gateway.tokens import HMAC_ALGORITHMS, TokenIssuer, TokenPair, TokenVerifie
 from gateway.types import RedisClient
 from service.otp_sender import LogOtpSender, OtpSender
 from service.settings import Settings
-from service.store import ListingStore
+from service.store import ListingStore, now_rfc3339
 from service.users import UserStore
 
 OTP_PER_PHONE = Policy.of("otp-phone", "5/hour")
@@ -132,7 +132,26 @@ class Kapi:
         return None if decision.admitted else too_many_requests(OTP_PER_PHONE, decision)
 
     async def invalidate_listing(self, listing_id: int) -> None:
-        await self.load_listing.invalidate(listing_id)
+        """Delete the cache entry after a write. If Redis cannot be reached the key goes to the
+        database outbox, which every process reads (and bypasses the cache for) until one of them
+        has deleted the key in Redis: the write commits, and a stale entry is never served."""
+        if not await self.load_listing.invalidate(listing_id):
+            await self._database().execute(
+                "INSERT INTO cache_invalidations (cache_key, created_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
+                {"key": self.load_listing.key(listing_id), "at": now_rfc3339()},
+            )
+
+    async def drain_invalidations(self) -> int:
+        """One pass over the outbox: learn the pending keys, retry them, forget the ones done."""
+        database = self._database()
+        rows = await database.fetch_all("SELECT cache_key FROM cache_invalidations")
+        self.load_listing.pending.update(row[0] for row in rows)
+        if not self.load_listing.pending:
+            return 0
+        done = await self.load_listing.retry_pending()
+        for key in done:
+            await database.execute("DELETE FROM cache_invalidations WHERE cache_key = :key", {"key": key})
+        return len(done)
 
     async def check_owner(self, request: Request, listing_id: int) -> ProblemResponse | None:
         """403 unless the caller owns the listing (a missing listing is left to the handler's 404)."""

@@ -22,7 +22,7 @@ async def ok() -> str:
 
 async def test_opens_probes_and_closes() -> None:
     changes: list[str] = []
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, on_change=changes.append)
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, cooldown=0, on_change=changes.append)
     for _ in range(2):
         with pytest.raises(RedisUnavailable):
             await breaker.call(fail)
@@ -37,10 +37,21 @@ async def test_opens_probes_and_closes() -> None:
 
 
 async def test_a_failed_probe_reopens() -> None:
-    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.01)
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.01, cooldown=0)
     with pytest.raises(RedisUnavailable):
         await breaker.call(fail)
     await asyncio.sleep(0.02)
     with pytest.raises(RedisUnavailable):
         await breaker.call(fail)
     assert breaker.state == "open" and not breaker.allow()
+
+
+async def test_after_a_failure_calls_are_skipped_for_the_cooldown() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, cooldown=0.05)
+    with pytest.raises(RedisUnavailable):
+        await breaker.call(fail)
+    with pytest.raises(RedisUnavailable, match="circuit open"):
+        await breaker.call(ok)  # skipped at once: a second timeout in one request would be waste
+    assert breaker.state == "closed"
+    await asyncio.sleep(0.06)
+    assert await breaker.call(ok) == "ok"

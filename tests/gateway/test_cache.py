@@ -14,6 +14,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.cache import cached
 from gateway.keys import Keys
 from gateway.redis_server import RedisServer
+from tests.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +143,27 @@ async def test_fails_open_when_redis_is_gone(own_redis_server: RedisServer) -> N
 async def test_fails_open_without_a_client() -> None:
     load = cached("listing:{listing_id}", redis=lambda: None)(FakeTable({1: {"id": 1}}).get)
     assert (await load.lookup(1)) == ({"id": 1}, False)
+
+
+async def test_a_failed_invalidation_stays_pending_and_is_never_served_stale(own_redis_server: RedisServer) -> None:
+    client = redis_client(own_redis_server.url)
+    table = FakeTable({1: {"v": "old"}})
+    load = cached("listing:{listing_id}", redis=client, breaker=CircuitBreaker(reset_timeout=0.2))(table.get)
+    assert (await load.lookup(1)).value == {"v": "old"}
+    assert (await load.lookup(1)).hit
+
+    own_redis_server.pause()
+    for _ in range(3):  # reads time out and open the circuit
+        assert (await load.lookup(1)) == ({"v": "old"}, False)
+    table.rows[1] = {"v": "new"}
+    assert await load.invalidate(1) is False  # the write happened; Redis never heard of it
+    own_redis_server.resume()
+
+    assert await client.get("listing:1") is not None  # the stale entry is still in Redis...
+    assert (await load.lookup(1)) == ({"v": "new"}, False)  # ...but this process does not read it
+    await asyncio.sleep(0.25)  # the breaker lets a call through again
+    assert await load.retry_pending() == ["listing:1"]
+    assert await client.get("listing:1") is None
+    assert (await load.lookup(1)) == ({"v": "new"}, False)
+    assert (await load.lookup(1)) == ({"v": "new"}, True)
+    await client.aclose()
