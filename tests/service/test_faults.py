@@ -107,8 +107,9 @@ async def test_redis_fault_under_load(fault: str, tmp_path: Path) -> None:
             redis_server.start() if fault == "kill" else redis_server.restart(empty=True)
         back = time.monotonic() - load.started
         await runner
-        metrics = httpx.get(f"{service.url}/metrics").text
-        relogin = httpx.post(f"{service.url}/auth/otp", json={"phone": PHONE_A}).status_code
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            metrics = (await client.get("/metrics")).text
+            relogin = (await client.post("/auth/otp", json={"phone": PHONE_A})).status_code
         rate_keys = await _rate_limit_keys(redis_server.url)
     finally:
         service.stop()
@@ -165,8 +166,13 @@ async def test_failed_invalidation_is_delivered_and_never_served_stale(
 ) -> None:
     settings = make_settings(own_redis_server.url, tmp_path, auth_fail_open=True)
     writer_app, idle_app = create_app(settings), create_app(settings)
-    async with writer_app.router.lifespan_context(writer_app), idle_app.router.lifespan_context(idle_app):
-        async with http_client(writer_app) as writer, http_client(idle_app) as idle:
+    async with (
+        writer_app.router.lifespan_context(writer_app),
+        idle_app.router.lifespan_context(idle_app),
+        http_client(writer_app) as writer,
+        http_client(idle_app) as idle,
+    ):
+        if True:
             headers = bearer(await login(writer))
             listing = (await writer.post("/listings", json={"title": "x", "price": "10", "city": "Ankara"},
                                          headers=headers)).json()  # fmt: skip
