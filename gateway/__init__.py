@@ -6,6 +6,7 @@ from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.cache import CachedFunction, CacheResult, cached
+from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.keys import Keys
 from gateway.limits import Limit, parse_limits
 from gateway.otp import OtpStore
@@ -22,6 +23,7 @@ __all__ = [
     "CircuitBreaker",
     "EndpointResolver",
     "ErrorBoundaryMiddleware",
+    "HeaderLimitMiddleware",
     "InvalidToken",
     "Keys",
     "Limit",

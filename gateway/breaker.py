@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Literal, TypeVar
 
 from redis.exceptions import RedisError
@@ -25,9 +26,11 @@ class RedisUnavailable(Exception):
 
 class CircuitBreaker:
     """Opens after ``failure_threshold`` consecutive failures; after ``reset_timeout`` seconds one
-    probe call is let through, and its outcome closes or re-opens the circuit. After any failure,
-    calls are skipped for ``cooldown`` seconds even while closed, so a request that needs Redis twice,
-    or a crowd of concurrent ones, pays one timeout rather than one each.
+    probe call is let through, and its outcome closes or re-opens the circuit.
+
+    After a failure, further calls *from the same context* (the same request: ASGI servers run each
+    request in its own task, hence its own context) are skipped for ``cooldown`` seconds, so a
+    request that needs Redis twice pays one timeout, not two, while other requests are unaffected.
 
     One breaker per process is shared by every component that talks to the same Redis.
     """
@@ -37,7 +40,7 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         reset_timeout: float = 1.0,
-        cooldown: float = 0.25,
+        cooldown: float = 1.0,
         on_change: Callable[[State], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
@@ -48,7 +51,7 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self.cooldown = cooldown
         self.on_change = on_change
-        self._failed_at = -cooldown
+        self._failed_here: ContextVar[float] = ContextVar(f"redis_failed_{id(self)}", default=-cooldown)
         self.state: State = "closed"
         self._failures = 0
         self._opened_at = 0.0
@@ -59,7 +62,7 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Whether a Redis call may be attempted now."""
         if self.state == "closed":
-            return time.monotonic() - self._failed_at >= self.cooldown
+            return time.monotonic() - self._failed_here.get() >= self.cooldown
         if self.state == "open" and time.monotonic() - self._opened_at >= self.reset_timeout:
             self._set("half_open")
         if self.state == "half_open" and not self._probing:
@@ -76,7 +79,7 @@ class CircuitBreaker:
     def failure(self) -> None:
         self._probing = False
         self._failures += 1
-        self._failed_at = time.monotonic()
+        self._failed_here.set(time.monotonic())
         if self.state == "half_open" or self._failures >= self.failure_threshold:
             self._opened_at = time.monotonic()
             if self.state != "open":

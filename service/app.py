@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.breaker import RedisUnavailable
+from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import Policy, PolicyChooser
 from gateway.stack import GatewayMiddleware
@@ -59,6 +60,7 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
     """The gateway stack, outermost first: every request passes these before the router."""
     return [
         Middleware(ErrorBoundaryMiddleware),
+        Middleware(HeaderLimitMiddleware, max_header_size=settings.max_header_size),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
         Middleware(
             GatewayMiddleware,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.settings import Settings
+
+#: Seconds a request may wait for a free pooled connection (local contention, not Redis slowness).
+POOL_WAIT = 1.0
 
 
 def redis_options(settings: Settings) -> dict[str, Any]:
@@ -62,6 +65,13 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
             **master_options,
         )
         return client
+    # A blocking pool: a burst of more concurrent requests than connections waits briefly for one
+    # instead of failing ("Too many connections"), which would turn load into 503s.
+    pool_options = {**options, "max_connections": settings.redis_max_connections, "timeout": POOL_WAIT}
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, **options)
-    return Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **options)
+        pool = BlockingConnectionPool.from_url(settings.redis_url, **pool_options)
+    else:
+        pool = BlockingConnectionPool(
+            host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **pool_options
+        )
+    return Redis(connection_pool=pool)

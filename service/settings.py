@@ -43,6 +43,7 @@ class Settings:
     redis_sentinel_master: str = "mymaster"
     redis_timeout: float = 0.1
     redis_connect_timeout: float = 0.5
+    redis_max_connections: int = 100
     key_prefix: str = ""
     database_url: str = "sqlite+aiosqlite:///./kapi.db"
     jwt_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -62,6 +63,7 @@ class Settings:
     auth_fail_open: bool = False
     rate_limit_on_redis_error: RateLimitFallback = "local"
     max_body_size: int = 65536
+    max_header_size: int = 16384
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
 
@@ -107,6 +109,7 @@ class Settings:
             redis_sentinel_master=get("REDIS_SENTINEL_MASTER", _nonempty, "mymaster"),
             redis_timeout=get("REDIS_TIMEOUT", _seconds, "0.1"),
             redis_connect_timeout=get("REDIS_CONNECT_TIMEOUT", _seconds, "0.5"),
+            redis_max_connections=get("REDIS_MAX_CONNECTIONS", _int_between(1, 100_000), "100"),
             key_prefix=get("KEY_PREFIX", str, ""),
             database_url=get("DATABASE_URL", _database_url, "sqlite+aiosqlite:///./kapi.db"),
             jwt_secret=Secret(secret),
@@ -126,6 +129,7 @@ class Settings:
             auth_fail_open=get("AUTH_FAIL_OPEN", _boolean, "false"),
             rate_limit_on_redis_error=get("RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"),  # type: ignore[arg-type]
             max_body_size=get("MAX_BODY_SIZE", _int_between(1024, 64 * 1024 * 1024), "65536"),
+            max_header_size=get("MAX_HEADER_SIZE", _int_between(1024, 1024 * 1024), "16384"),
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )

@@ -148,7 +148,9 @@ async def test_fails_open_without_a_client() -> None:
 async def test_a_failed_invalidation_stays_pending_and_is_never_served_stale(own_redis_server: RedisServer) -> None:
     client = redis_client(own_redis_server.url)
     table = FakeTable({1: {"v": "old"}})
-    load = cached("listing:{listing_id}", redis=client, breaker=CircuitBreaker(reset_timeout=0.2))(table.get)
+    load = cached("listing:{listing_id}", redis=client, breaker=CircuitBreaker(reset_timeout=0.2, cooldown=0.2))(
+        table.get
+    )
     assert (await load.lookup(1)).value == {"v": "old"}
     assert (await load.lookup(1)).hit
 

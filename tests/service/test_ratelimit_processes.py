@@ -3,6 +3,7 @@ processes sharing one Redis, with a limit of 100 → exactly 100 admitted and 14
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,10 @@ from tests.processes import ServiceProcess, run_load_clients, service_env
 
 @pytest.mark.slow
 def test_limit_is_exact_across_processes(own_redis_server: RedisServer, tmp_path: Path) -> None:
-    env = service_env(own_redis_server.url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}", rate_limit="100/hour")
+    # A generous Redis timeout: six busy processes on two cores are slow, and this test is about exactness.
+    env = service_env(
+        own_redis_server.url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}", rate_limit="100/hour", redis_timeout=1
+    )
     with ServiceProcess(env, cwd=tmp_path) as first, ServiceProcess(env, cwd=tmp_path) as second:
         httpx.post(f"{first.url}/auth/otp", json={"phone": PHONE_A})
         tokens = httpx.post(f"{first.url}/auth/login/phone", json={"phone": PHONE_A, "code": CODE_A}).json()
@@ -30,6 +34,4 @@ def test_limit_is_exact_across_processes(own_redis_server: RedisServer, tmp_path
             [first.url, second.url], processes=4, concurrency=60, path="/listings/1", token=tokens["access_token"]
         )
 
-    assert len(statuses) == 240
-    assert statuses.count(200) == 100
-    assert statuses.count(429) == 140
+    assert Counter(statuses) == {200: 100, 429: 140}
