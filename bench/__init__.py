@@ -1,0 +1,1 @@
+"""Kapı's benchmark and load-test harness (see README, "Benchmarks")."""
