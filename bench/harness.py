@@ -350,7 +350,8 @@ def build_apps(redis_url: str, listing_file: Path, database: Path, peers_python:
     ]  # fmt: skip
     if peers_python:
         apps += [
-            App("slowapi", "peer: Starlette + slowapi + JWT + Redis GET", "peer_slowapi:app", peers_python, dict(common)),
+            App("slowapi", "peer: Starlette + slowapi + JWT + Redis GET", "peer_slowapi:app", peers_python,
+                dict(common)),
             App("fastapi", "peer: FastAPI + fastapi-limiter + fastapi-cache2 + JWT", "peer_fastapi:app", peers_python,
                 dict(common)),
         ]  # fmt: skip

@@ -29,6 +29,7 @@ class BodyLimitMiddleware:
             return
 
         limit = self.max_body_size
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
@@ -37,6 +38,14 @@ class BodyLimitMiddleware:
                 if int(value) > limit:
                     await self._refuse(scope, receive, send)
                     return
+                # The server frames the body by its declared length, so it cannot grow past it.
+                await self.app(scope, receive, send)
+                return
+            if name == b"transfer-encoding":
+                chunked = True
+        if not chunked and scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)  # no body to count
+            return
 
         received = 0
         started = False

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import secrets
 import string
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
@@ -24,7 +23,7 @@ import orjson
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.connection import resolve_client
 from gateway.keys import Keys
-from gateway.scripts import ScriptSet
+from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisClient, RedisSource
 
 P = ParamSpec("P")
@@ -41,6 +40,13 @@ class CacheResult(NamedTuple, Generic[T]):
 
     value: T
     hit: bool
+
+
+class _Fetched(NamedTuple):
+    raw: bytes  # the JSON as stored in Redis
+    hit: bool
+    value: Any = None  # the loader's value, when it ran (saves parsing raw back)
+    loaded: bool = False
 
 
 class CacheStats:
@@ -82,47 +88,70 @@ class CachedFunction(Generic[P, T]):
         self.stats = CacheStats()
         self._redis = redis
         self._signature = inspect.signature(func)
+        parameters = self._signature.parameters.values()
+        self._names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._names_set = set(self._names) | {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
+        self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+        self._fields = fields
         unknown = fields - set(self._signature.parameters)
         if unknown:
             raise ValueError(
                 f"key template {template!r} names {sorted(unknown)}, which {func.__name__}() does not take"
             )
         self._scripts = ScriptSet("cache_get", "cache_fill")
-        self._inflight: dict[str, asyncio.Future[CacheResult[T]]] = {}
+        self._inflight: dict[str, list[asyncio.Future[_Fetched]]] = {}
         #: Keys whose invalidation has not reached Redis yet; reads of them skip the cache.
         self.pending: set[str] = set()
         functools.update_wrapper(self, func)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The Redis key for these loader arguments (prefix included)."""
+        if len(args) <= len(self._names) and not kwargs.keys() - self._names_set:
+            # Fast path (the common call shapes): no Signature.bind on every request.
+            arguments = {**self._defaults, **dict(zip(self._names, args, strict=False)), **kwargs}
+            if self._fields <= arguments.keys():
+                return self.keys(self.template.format_map(arguments))
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return self.keys(self.template.format(**bound.arguments))
+        return self.keys(self.template.format_map(bound.arguments))
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         return (await self.lookup(*args, **kwargs)).value
 
     async def lookup(self, *args: P.args, **kwargs: P.kwargs) -> CacheResult[T]:
         """The value and whether it was served from Redis (``hit``) or loaded (``hit=False``)."""
-        key = self.key(*args, **kwargs)
-        pending = self._inflight.get(key)
-        if pending is not None:
-            # Someone in this process is already fetching this key: share their result.
-            return await asyncio.shield(pending)
-        future: asyncio.Future[CacheResult[T]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        fetched = await self._shared_fetch(self.key(*args, **kwargs), args, kwargs)
+        value = fetched.value if fetched.loaded else orjson.loads(fetched.raw)
+        return CacheResult(value, fetched.hit)
+
+    async def lookup_json(self, *args: P.args, **kwargs: P.kwargs) -> tuple[bytes, bool]:
+        """The value as the JSON bytes stored in Redis, and ``hit``: for handlers that send it on
+        as it is (no parse, no re-serialisation; the bytes are the same on a hit and a miss)."""
+        fetched = await self._shared_fetch(self.key(*args, **kwargs), args, kwargs)
+        return fetched.raw, fetched.hit
+
+    async def _shared_fetch(self, key: str, args: Any, kwargs: Any) -> _Fetched:
+        """Concurrent misses for one key in this process share one fetch."""
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            future: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
+            waiters.append(future)
+            return await future
+        self._inflight[key] = waiters = []
         try:
-            result = await self._fetch(key, args, kwargs)
+            fetched = await self._fetch(key, args, kwargs)
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers may not exist
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
             raise
-        else:
-            future.set_result(result)
-            return result
         finally:
             del self._inflight[key]
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(fetched)
+        return fetched
 
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry (and any lease on it). When Redis cannot be reached, returns False and
@@ -157,42 +186,44 @@ class CachedFunction(Generic[P, T]):
     def _client(self) -> RedisClient | None:
         return resolve_client(self._redis)
 
-    async def _fetch(self, key: str, args: Any, kwargs: Any) -> CacheResult[T]:
+    async def _fetch(self, key: str, args: Any, kwargs: Any) -> _Fetched:
         client = self._client()
         if client is None or key in self.pending:
-            return CacheResult(await self._load(args, kwargs), False)
-        token = secrets.token_hex(8)
+            return await self._load_only(args, kwargs)
+        token = nonce()
         scripts = self._scripts.bind(client)
         try:
-            reply = await self.breaker.call(
-                lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]),
-            )
+            reply = await self.breaker.call(lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]))
         except RedisUnavailable:
             self.stats.errors += 1
-            return CacheResult(await self._load(args, kwargs), False)
+            return await self._load_only(args, kwargs)
         if reply[0] == _HIT:
             self.stats.hits += 1
-            return CacheResult(orjson.loads(reply[1]), True)
+            return _Fetched(reply[1], True)
         self.stats.misses += 1
         if reply[0] == _WAIT:
             waited = await self._wait_for_fill(client, key)
             if waited is not None:
-                return CacheResult(orjson.loads(waited), True)
-            return CacheResult(await self._load(args, kwargs), False)
-        value = await self._load(args, kwargs)
-        ttl = self.ttl if value is not None else self.miss_ttl
+                return _Fetched(waited, True)
+            return await self._load_only(args, kwargs)
+        fetched = await self._load_only(args, kwargs)
+        ttl = self.ttl if fetched.value is not None else self.miss_ttl
         if ttl is None:
-            return CacheResult(value, False)
+            return fetched
         try:
             stored = await self.breaker.call(
-                lambda: scripts["cache_fill"](keys=[key], args=[token, orjson.dumps(value), ttl]),
+                lambda: scripts["cache_fill"](keys=[key], args=[token, fetched.raw, ttl]),
             )
         except RedisUnavailable:
             self.stats.errors += 1
         else:
             if not stored:
                 self.stats.stale_fills_refused += 1
-        return CacheResult(value, False)
+        return fetched
+
+    async def _load_only(self, args: Any, kwargs: Any) -> _Fetched:
+        value = await self._load(args, kwargs)
+        return _Fetched(orjson.dumps(value), False, value, True)
 
     async def _load(self, args: Any, kwargs: Any) -> T:
         self.stats.loads += 1

@@ -11,7 +11,6 @@ one window). Its cost is one sorted-set entry per admitted request, bounded by t
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from gateway.blacklist import Verdict
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
 from gateway.limits import Limit
-from gateway.scripts import ScriptSet
+from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisSource
 
 
@@ -71,7 +70,7 @@ class RateLimiter:
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         """Count one request under ``key``. Raises ``RedisUnavailable`` when Redis cannot answer."""
         scripts = self._scripts.bind(require_client(self.redis))
-        args = [secrets.token_hex(6), *_limit_args(limits)]
+        args = [nonce(), *_limit_args(limits)]
         reply = await self.breaker.call(lambda: scripts["rate_limit"](keys=[key], args=args))
         return _decision(reply, limits)
 
@@ -81,7 +80,7 @@ class RateLimiter:
         """A token's revocation check (see ``TokenBlacklist``) and the hit, in one round trip. A
         refused token is not counted: the decision is then None."""
         scripts = self._scripts.bind(require_client(self.redis))
-        args = [*check_args, secrets.token_hex(6), *_limit_args(limits)]
+        args = [*check_args, nonce(), *_limit_args(limits)]
         reply = await self.breaker.call(lambda: scripts["gateway"](keys=[*check_keys, key], args=args))
         verdict = Verdict(int(reply[0]))
         if verdict is not Verdict.VALID:

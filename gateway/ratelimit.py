@@ -10,6 +10,7 @@ a quota-exceeded problem body.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
@@ -65,14 +66,26 @@ def _quote(name: str) -> str:
     return name.replace("\\", "").replace('"', "")
 
 
+@functools.cache
+def _policy_field(policy: Policy) -> tuple[str, tuple[str, ...]]:
+    """The static parts of a policy's headers, built once per policy."""
+    names = tuple(_quote(n) for n in policy.item_names())
+    value = ", ".join(f'"{n}";q={limit.amount};w={limit.window}' for n, limit in zip(names, policy.limits, strict=True))
+    return value, names
+
+
 def rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[str, str]]:
-    names = [_quote(n) for n in policy.item_names()]
+    policy_value, names = _policy_field(policy)
     states = decision.states
-    tightest = min(states, key=lambda s: (s.remaining, -s.reset))
-    pairs = list(zip(names, states, strict=True))
+    if len(states) == 1:
+        tightest = states[0]
+        current = f'"{names[0]}";r={tightest.remaining};t={tightest.reset}'
+    else:
+        tightest = min(states, key=lambda s: (s.remaining, -s.reset))
+        current = ", ".join(f'"{n}";r={s.remaining};t={s.reset}' for n, s in zip(names, states, strict=True))
     headers = [
-        ("RateLimit-Policy", ", ".join(f'"{n}";q={s.limit.amount};w={s.limit.window}' for n, s in pairs)),
-        ("RateLimit", ", ".join(f'"{n}";r={s.remaining};t={s.reset}' for n, s in pairs)),
+        ("RateLimit-Policy", policy_value),
+        ("RateLimit", current),
         ("RateLimit-Limit", str(tightest.limit.amount)),
         ("RateLimit-Remaining", str(tightest.remaining)),
         ("RateLimit-Reset", str(tightest.reset)),
@@ -220,7 +233,11 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                add_rate_limit_headers(MutableHeaders(scope=message), headers)
+                raw = message.setdefault("headers", [])
+                if any(name == b"ratelimit-remaining" for name, _ in raw):
+                    add_rate_limit_headers(MutableHeaders(scope=message), headers)  # the app limited it too
+                else:
+                    raw.extend((name.lower().encode(), value.encode()) for name, value in headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Connection, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -29,6 +29,23 @@ def redis_options(settings: Settings) -> dict[str, Any]:
     if str(settings.redis_password):
         options["password"] = str(settings.redis_password)
     return options
+
+
+try:
+    import hiredis
+
+    class HiredisPackedConnection(Connection):
+        """Packs commands with hiredis's C encoder: redis-py's asyncio client packs in Python,
+        which costs more than a whole Lua script on the server."""
+
+        def pack_command(self, *args: Any) -> list[bytes]:
+            first = args[0]
+            if isinstance(first, str) and " " in first:  # "CLIENT SETINFO": the server wants two words
+                args = (*first.split(), *args[1:])
+            return [hiredis.pack_command(args)]
+
+except ImportError:  # pragma: no cover - hiredis is a dependency; keep working without it
+    HiredisPackedConnection = Connection  # type: ignore[misc,assignment]
 
 
 def describe(settings: Settings) -> str:
@@ -74,4 +91,6 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
         pool = BlockingConnectionPool(
             host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **pool_options
         )
+    if pool.connection_class is Connection:  # plain TCP (TLS and unix sockets keep their own classes)
+        pool.connection_class = HiredisPackedConnection
     return Redis(connection_pool=pool)

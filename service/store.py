@@ -79,28 +79,36 @@ class ListingStore:
         return _to_listing(row)
 
     async def update(self, listing_id: int, changes: ListingUpdate) -> Listing | None:
+        """Apply the fields given. The transaction's first statement is the write, so concurrent
+        writers queue on the database's lock instead of failing to upgrade a read lock (SQLite's
+        "database is locked"); the search text is then derived from the row as written."""
+        fields = changes.model_dump(exclude_unset=True)
+        values = {
+            "id": listing_id,
+            "title": fields.get("title"),
+            "description": fields.get("description"),
+            "price_minor": _minor(fields["price"]) if fields.get("price") is not None else None,
+            "currency": fields.get("currency"),
+            "city": fields.get("city"),
+            "updated_at": now_rfc3339(),
+        }
         async with self.database.transaction():
-            current = await self.get(listing_id)
-            if current is None:
-                return None
-            merged: dict[str, Any] = {**current, **changes.model_dump(exclude_unset=True)}
-            values = {
-                "id": listing_id,
-                "title": merged["title"],
-                "description": merged["description"],
-                "price_minor": _minor(Decimal(merged["price"])),
-                "currency": merged["currency"],
-                "city": merged["city"],
-                "updated_at": now_rfc3339(),
-                "search": _search_text(merged["title"], merged["description"]),
-            }
             row = await self.database.fetch_one(
-                "UPDATE listings SET title = :title, description = :description, price_minor = :price_minor, "
-                "currency = :currency, city = :city, updated_at = :updated_at, search = :search "
+                "UPDATE listings SET title = COALESCE(:title, title), "
+                "description = COALESCE(:description, description), "
+                "price_minor = COALESCE(:price_minor, price_minor), currency = COALESCE(:currency, currency), "
+                "city = COALESCE(:city, city), updated_at = :updated_at "
                 f"WHERE id = :id RETURNING {_COLUMNS}",
                 values,
             )
-        return None if row is None else _to_listing(row)
+            if row is None:
+                return None
+            listing = _to_listing(row)
+            await self.database.execute(
+                "UPDATE listings SET search = :search WHERE id = :id",
+                {"id": listing_id, "search": _search_text(listing["title"], listing["description"])},
+            )
+        return listing
 
     async def delete(self, listing_id: int) -> bool:
         row = await self.database.fetch_one("DELETE FROM listings WHERE id = :id RETURNING id", {"id": listing_id})
