@@ -1,0 +1,56 @@
+"""The benchmark harness and the Locust scenario still run (a smoke run: seconds, no thresholds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.redis_server import RedisServer
+from tests.processes import ServiceProcess, service_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_smoke_run_produces_table_json_and_chart(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [row["app"] for row in data["rows"]] == ["floor", "kapi", "slowapi", "fastapi"]
+    assert all(row["rps_median"] > 0 for row in data["rows"])
+    kapi = next(row for row in data["rows"] if row["app"] == "kapi")
+    assert kapi["redis_commands_per_request"] == 2.0 and kapi["non_2xx"] == 0
+    assert data["kapi_database_loads_while_measuring"] == 0
+    assert "| kapi" in (tmp_path / "RESULTS.md").read_text()
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_locust_scenario_runs_headless_against_a_service(tmp_path: Path) -> None:
+    numbers = "+905550000001:123456,+905550000002:123456"
+    with RedisServer() as redis_server:
+        env = service_env(redis_server.url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
+                          otp_test_numbers=numbers, rate_limit="100/hour")  # fmt: skip
+        with ServiceProcess(env, cwd=tmp_path) as service:
+            result = subprocess.run(
+                [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+                 "-u", "6", "-r", "6", "-t", "6s", "--host", service.url, "--only-summary"],
+                cwd=tmp_path, env={**os.environ, "KAPI_TEST_NUMBERS": numbers},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "kapi locust:" in output
+    summary = output.split("kapi locust:")[1].split("\n")[0]
+    assert int(summary.split(" requests")[0]) > 20
+    assert " 0 failures" in summary, output[-3000:]
+    for name in ("POST /auth/login/phone", "GET /listings", "POST /auth/logout"):
+        assert f"kapi locust: {name}:" in output
