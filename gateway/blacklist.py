@@ -18,8 +18,6 @@ from gateway.scripts import ScriptSet
 from gateway.tokens import Claims
 from gateway.types import RedisSource
 
-EPOCH_KEY = "epoch"
-
 
 class Verdict(IntEnum):
     """The result of a revocation check (the Lua script's return code)."""
@@ -72,15 +70,17 @@ class TokenBlacklist:
         """The keys the revocation check reads, in ``check_token``'s order."""
         user = claims["sub"]
         return [
-            self.keys(f"blacklist:{claims['jti']}"),
-            self.keys(f"session:{user}"),
-            self.keys(f"logout_all:{user}"),
-            self.keys(EPOCH_KEY),
+            self.keys.blacklist(user, claims["jti"]),
+            self.keys.user("session", user),
+            self.keys.user("logout_all", user),
+            self.keys.epoch(user),
         ]
 
     def check_args(self, claims: Claims) -> list[Any]:
         sid = claims.get("sid", "") if self.sessions else ""
-        return [sid, int(claims["iat"]), self.touch_every, self.session_ttl]
+        # On a cluster the epoch is per user and written at login, so it cannot tell a new user from
+        # lost data: it is not checked (sessions still die with their hash; see the README).
+        return [sid, int(claims["iat"]), self.touch_every, self.session_ttl, 0 if self.keys.cluster else 1]
 
     async def verdict(self, claims: Claims) -> Verdict:
         """One round trip. Raises ``RedisUnavailable`` when Redis cannot answer."""
@@ -98,7 +98,7 @@ class TokenBlacklist:
         scripts = self._bind()
         ttl = await self.breaker.call(
             lambda: scripts["revoke"](
-                keys=[self.keys(f"blacklist:{claims['jti']}")], args=[int(claims["exp"]), self.max_ttl]
+                keys=[self.keys.blacklist(claims["sub"], claims["jti"])], args=[int(claims["exp"]), self.max_ttl]
             )
         )
         return int(ttl)
@@ -108,15 +108,17 @@ class TokenBlacklist:
         scripts = self._bind()
         await self.breaker.call(
             lambda: scripts["revoke_all"](
-                keys=[self.keys(f"logout_all:{user_id}"), self.keys(f"session:{user_id}")], args=[self.max_ttl]
+                keys=[self.keys.user("logout_all", user_id), self.keys.user("session", user_id)], args=[self.max_ttl]
             )
         )
 
     async def ensure_epoch(self) -> int:
         """Record when this Redis's data began, once, at server time; the app calls it at start-up
-        so tokens issued from then on pass. Returns the epoch in force."""
+        so tokens issued from then on pass. Returns the epoch in force (0 on a cluster)."""
+        if self.keys.cluster:
+            return 0
         scripts = self._bind()
-        epoch = await self.breaker.call(lambda: scripts["epoch_init"](keys=[self.keys(EPOCH_KEY)]))
+        epoch = await self.breaker.call(lambda: scripts["epoch_init"](keys=[self.keys.epoch("")]))
         return int(epoch)
 
     def _bind(self) -> dict[str, Any]:

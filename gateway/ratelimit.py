@@ -206,7 +206,7 @@ class RateLimitMiddleware:
             policy = self.choose(scope, user_id, endpoint)
         policy = policy or self.default
         identity = user_id if user_id and policy.by == "user" else f"ip:{self.client_address(scope)}"
-        return Plan(policy, self.keys(f"rate_limit:{identity}:{endpoint}"))
+        return Plan(policy, self.keys.user("rate_limit", identity, endpoint))
 
     def fallback(self, plan: Plan, exc: Exception) -> Decision | ProblemResponse | None:
         """While Redis cannot answer: the local limiter, no limit, or 503."""

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.blacklist import EPOCH_KEY
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
 from gateway.keys import Keys
@@ -52,7 +51,7 @@ class SessionStore:
         self._scripts = ScriptSet("session_open", "session_rotate")
 
     def key(self, user_id: str) -> str:
-        return self.keys(f"session:{user_id}")
+        return self.keys.user("session", user_id)
 
     async def open(self, user_id: str, session_id: str, *, refresh_jti: str, ip: str, user_agent: str) -> None:
         """Record a login; also prunes the user's sessions that have been idle past the TTL."""
@@ -60,7 +59,8 @@ class SessionStore:
         data = orjson.dumps({"ip": ip[:64], "ua": user_agent[:256], "refresh": refresh_jti})
         await self.breaker.call(
             lambda: scripts["session_open"](
-                keys=[self.key(user_id), self.keys(EPOCH_KEY)], args=[session_id, data, self.ttl]
+                keys=[self.key(user_id), self.keys.epoch(user_id)],
+                args=[session_id, data, self.ttl, 0 if self.keys.cluster else 1],
             )
         )
 

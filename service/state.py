@@ -51,7 +51,7 @@ class Kapi:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys(settings.key_prefix, cluster=settings.redis_mode == "cluster")
         redis = self.current_redis
 
         @cached(
@@ -124,7 +124,7 @@ class Kapi:
     async def limit_phone(self, phone: str) -> ProblemResponse | None:
         """``POST /auth/otp``'s per-number limit (the number is in the body, so the middleware cannot
         see it): 429 once a number has asked for 5 codes in an hour."""
-        key = self.keys(f"rate_limit:phone:{phone}:POST /auth/otp")
+        key = self.keys.user("rate_limit", f"phone:{phone}", "POST /auth/otp")
         try:
             decision = await self.limiter.hit(key, OTP_PER_PHONE.limits)
         except RedisUnavailable:

@@ -1,6 +1,6 @@
 -- Record a new login (session) for a user, pruning sessions idle longer than the TTL.
 -- KEYS[1] session:{user_id}   KEYS[2] epoch
--- ARGV[1] sid   ARGV[2] session JSON without times   ARGV[3] session TTL, seconds
+-- ARGV[1] sid   ARGV[2] session JSON without times   ARGV[3] session TTL, seconds   ARGV[4] 1 to record the epoch
 -- Returns the server time used as created/seen (seconds). 'created' is kept in milliseconds to order logins.
 local key = KEYS[1]
 local sid = ARGV[1]
@@ -8,7 +8,9 @@ local ttl = tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1])
 -- A Redis that has never seen a login gets its epoch now, before any token is checked against it.
-redis.call('SET', KEYS[2], now, 'NX')
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[2], now, 'NX')
+end
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do
   local name, value = fields[i], fields[i + 1]
