@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,10 +44,16 @@ def find_redis_server(environ: Mapping[str, str] = os.environ) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(below: int | None = None) -> int:
+    """A free TCP port on 127.0.0.1 (under ``below`` if given: cluster nodes also use port + 10000)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", 0 if below is None else random.randrange(20000, below)))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port found")
 
 
 def ping(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -162,6 +169,75 @@ class RedisServer:
             self._tmp = None
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def find_redis_cli(environ: Mapping[str, str] = os.environ) -> str:
+    """``redis-cli`` beside the server binary that ``find_redis_server`` picks, else on ``PATH``."""
+    sibling = Path(find_redis_server(environ)).with_name("redis-cli")
+    if os.access(sibling, os.X_OK):
+        return str(sibling)
+    on_path = shutil.which("redis-cli")
+    if on_path:
+        return on_path
+    raise FileNotFoundError("no redis-cli found (Debian: apt-get install redis-tools)")
+
+
+class RedisCluster:
+    """A local Redis Cluster of ``masters`` nodes on free ports (no replicas), for tests."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                port=free_port(below=55535),
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )  # fmt: skip
+            for _ in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [find_redis_cli(), "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while b"cluster_state:ok" not in self._info(node.port):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the cluster did not become ready")
+                time.sleep(0.1)
+        return self
+
+    @staticmethod
+    def _info(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"CLUSTER INFO\r\n")
+            return sock.recv(4096)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisCluster:
         return self.start()
 
     def __exit__(

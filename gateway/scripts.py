@@ -142,7 +142,7 @@ class ScriptRunner:
         try:
             return await self.client.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
         except NoScriptError:
-            await self.client.execute_command("SCRIPT", "LOAD", lua_source(name))
+            await self.client.script_load(lua_source(name))  # on a cluster: every primary
             return await self.client.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
 
 

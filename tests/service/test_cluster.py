@@ -1,0 +1,93 @@
+"""The service on a real local Redis Cluster (3 masters): auth, rate limiting and caching work with
+no CROSSSLOT errors, one command per gateway step, and users' keys spread over the nodes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import RedisCluster as ClusterClient
+from starlette.applications import Starlette
+
+from gateway.redis_server import RedisCluster
+from service.app import create_app
+from tests.conftest import CODE_B, PHONE_A, PHONE_B, bearer, http_client, login, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster(masters=3) as running:
+        yield running
+
+
+@pytest.fixture
+async def cluster_app(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[Starlette]:
+    client = ClusterClient.from_url(cluster.url)
+    await client.flushall()  # our own cluster, started by this module
+    await client.aclose()
+    app = create_app(make_settings(cluster.url, tmp_path, redis_mode="cluster", rate_limit="5/minute"))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_auth_flow_on_a_cluster(cluster_app: Starlette) -> None:
+    async with http_client(cluster_app) as client:
+        tokens = await login(client)
+        assert (await client.get("/auth/session", headers=bearer(tokens))).status_code == 200
+        refreshed = (await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
+        assert (await client.post("/auth/logout", headers=bearer(refreshed))).status_code == 204
+        refused = await client.get("/auth/session", headers=bearer(refreshed))
+        assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+        other = await login(client, PHONE_B, CODE_B)
+        assert (await client.post("/auth/logout/all", headers=bearer(other))).status_code == 204
+        assert (await client.get("/auth/session", headers=bearer(other))).status_code == 401
+
+
+async def test_rate_limit_is_exact_on_a_cluster(cluster_app: Starlette, cluster: RedisCluster) -> None:
+    async with http_client(cluster_app) as client:
+        headers = bearer(await login(client))
+        statuses = [(await client.get("/listings", headers=headers)).status_code for _ in range(7)]
+        assert statuses == [200] * 5 + [429] * 2
+        keys = [key async for key in _all_keys(cluster, "rate_limit:*")]
+        assert "rate_limit:{1}:GET /listings" in keys  # tagged by the user, not by the route's braces
+
+
+async def test_cache_on_a_cluster(cluster_app: Starlette) -> None:
+    async with http_client(cluster_app) as client:
+        headers = bearer(await login(client, PHONE_A))
+        listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"},
+                                     headers=headers)).json()  # fmt: skip
+        path = f"/listings/{listing['id']}"
+        assert [(await client.get(path)).headers["x-cache"] for _ in range(2)] == ["MISS", "HIT"]
+        await client.patch(path, json={"price": "2"}, headers=headers)
+        after = await client.get(path)
+        assert after.headers["x-cache"] == "MISS" and after.json()["price"] == "2.00"
+
+
+async def test_users_keys_spread_over_the_nodes(cluster: RedisCluster) -> None:
+    from gateway.keys import Keys
+
+    keys = Keys(cluster=True)
+    client = ClusterClient.from_url(cluster.url)
+    nodes = set()
+    for user in range(60):
+        key = keys.user("rate_limit", str(user), "GET /listings/{listing_id}")
+        slot = await client.cluster_keyslot(key)
+        assert slot == await client.cluster_keyslot(keys.blacklist(str(user), "some-jti"))  # one slot per user
+        nodes.add(client.nodes_manager.get_node_from_slot(slot).name)
+    await client.aclose()
+    assert len(nodes) == 3
+
+
+async def _all_keys(cluster: RedisCluster, pattern: str) -> AsyncIterator[str]:
+    client = ClusterClient.from_url(cluster.url)
+    async for key in client.scan_iter(pattern):
+        yield key.decode()
+    await client.aclose()
+
+
+_ = httpx
