@@ -192,20 +192,9 @@ class RedisCluster:
     """A local Redis Cluster of ``masters`` nodes on free ports (no replicas), for tests."""
 
     def __init__(self, masters: int = 3) -> None:
-        self.nodes = [
-            RedisServer(
-                port=free_port(below=55535),
-                extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ],
-            )  # fmt: skip
-            for _ in range(masters)
-        ]
+        options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+        # A node also listens on its port + 10000 for the cluster bus.
+        self.nodes = [RedisServer(port=free_port(below=55535), extra_args=options) for _ in range(masters)]
 
     @property
     def url(self) -> str:
