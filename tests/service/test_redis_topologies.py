@@ -139,10 +139,9 @@ async def test_tls_with_rediss_url(tmp_path: Path) -> None:
 async def test_password_and_acl_user(tmp_path: Path) -> None:
     server = RedisServer(extra_args=["--requirepass", "s3cret-pass"]).start()
     try:
-        command(server.port, "AUTH", "s3cret-pass")
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(b"AUTH s3cret-pass\r\nACL SETUSER kapi on >kapi-pass ~* &* +@all\r\n")
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
             assert sock.recv(100).count(b"+OK") == 2
         for extra in ({"redis_password": "s3cret-pass"}, {"redis_username": "kapi", "redis_password": "kapi-pass"}):
             app = create_app(make_settings(server.url, tmp_path, **extra))
