@@ -65,7 +65,7 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, i
 async def test_sentinel_failover_without_restart(
     sentinel_setup: tuple[RedisServer, RedisServer, int], tmp_path: Path
 ) -> None:
-    master, replica, sentinel_port = sentinel_setup
+    _, replica, sentinel_port = sentinel_setup
     settings = make_settings(
         "", tmp_path, redis_mode="sentinel", redis_sentinels=f"127.0.0.1:{sentinel_port}",
         redis_sentinel_master="mymaster",
