@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,9 +80,37 @@ async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+#: A PostgreSQL the suite may create throw-away databases on (this machine's, by default).
+POSTGRES_URL = os.environ.get("KAPI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards; skips when none is reachable."""
+    import asyncpg
+
+    try:
+        admin = await asyncpg.connect(POSTGRES_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({type(exc).__name__}); set KAPI_TEST_POSTGRES_URL")
+    name = f"kapi_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 @pytest.fixture
-def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
-    return make_settings(redis_server.url, tmp_path)
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """SQLite by default; test modules that run on both databases override this fixture."""
+    yield f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}"
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(redis_server.url, tmp_path, database_url=database_url)
 
 
 @pytest.fixture

@@ -37,10 +37,13 @@ def service_env(redis_url: str, database_url: str, **settings: Any) -> dict[str,
 class ServiceProcess:
     """``uvicorn service.main:app`` on 127.0.0.1 and a free port; stopped on exit."""
 
-    def __init__(self, env: Mapping[str, str], *, workers: int = 1, cwd: Path | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], *, workers: int = 1, cwd: Path | None = None, gunicorn: bool = False
+    ) -> None:
         self.env = dict(env)
         self.port = free_port()
         self.workers = workers
+        self.gunicorn = gunicorn
         self.cwd = cwd or ROOT
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.cwd / f"service-{self.port}.log"
@@ -54,6 +57,11 @@ class ServiceProcess:
             sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(self.port),
             "--no-proxy-headers", "--no-access-log", "--workers", str(self.workers),
         ]  # fmt: skip
+        if self.gunicorn:
+            command = [
+                sys.executable, "-m", "gunicorn", "service.main:app", "-k", "uvicorn_worker.UvicornWorker",
+                "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
+            ]  # fmt: skip
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,9 +14,20 @@ from redis.asyncio import Redis
 
 from gateway.redis_server import RedisServer
 from service.app import create_app
-from tests.conftest import bearer, login, make_settings, serve
+from tests.conftest import bearer, login, make_settings, postgres_database, serve
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """Every listing test runs on SQLite and on a real PostgreSQL (when one is reachable)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}"
+    else:
+        async with postgres_database() as url:
+            yield url
+
 
 BIKE = {"title": "Bisiklet", "description": "Az kullanılmış", "price": "1250.50", "city": "İstanbul"}
 
