@@ -5,6 +5,6 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY service ./service
 COPY Procfile ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[gunicorn]"
 EXPOSE 8000
 CMD ["sh", "-c", "exec uvicorn service.main:app --host 0.0.0.0 --port ${PORT} --no-proxy-headers --no-server-header"]
