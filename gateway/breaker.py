@@ -42,6 +42,7 @@ class CircuitBreaker:
         reset_timeout: float = 1.0,
         cooldown: float = 1.0,
         on_change: Callable[[State], None] | None = None,
+        on_call: Callable[[float, bool], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -51,6 +52,7 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self.cooldown = cooldown
         self.on_change = on_change
+        self.on_call = on_call  # (seconds, succeeded) of every Redis call, for latency/error metrics
         self._failed_here: ContextVar[float] = ContextVar(f"redis_failed_{id(self)}", default=-cooldown)
         self.state: State = "closed"
         self._failures = 0
@@ -89,15 +91,20 @@ class CircuitBreaker:
         """Run one Redis call through the breaker; any Redis failure becomes ``RedisUnavailable``."""
         if not self.allow():
             raise RedisUnavailable("circuit open")
+        started = time.perf_counter()
         try:
             result = await factory()
         except REDIS_ERRORS as exc:
             self.failure()
+            if self.on_call is not None:
+                self.on_call(time.perf_counter() - started, False)
             raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             self._probing = False  # a cancelled probe must not leave the circuit half-open for good
             raise
         self.success()
+        if self.on_call is not None:
+            self.on_call(time.perf_counter() - started, True)
         return result
 
     def _set(self, state: State) -> None:

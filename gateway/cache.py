@@ -50,12 +50,31 @@ class _Fetched(NamedTuple):
 
 
 class CacheStats:
-    """Counters a service can export as metrics."""
+    """Counters of what the cache did (``hits``, ``misses``, ``loads``, ``waits`` for another
+    process's fill, ``errors`` when Redis failed and it fell open, ``stale_fills_refused``);
+    ``on_event`` lets a service export each one as a metric."""
 
-    __slots__ = ("errors", "hits", "loads", "misses", "stale_fills_refused", "waits")
+    EVENTS = ("hits", "misses", "loads", "waits", "errors", "stale_fills_refused")
 
-    def __init__(self) -> None:
-        self.hits = self.misses = self.loads = self.waits = self.errors = self.stale_fills_refused = 0
+    def __init__(self, on_event: Callable[[str], None] | None = None) -> None:
+        self.counts = dict.fromkeys(self.EVENTS, 0)
+        self.on_event = on_event
+
+    def record(self, event: str) -> None:
+        self.counts[event] += 1
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def __getattr__(self, event: str) -> int:
+        try:
+            return int(self.__dict__["counts"][event])
+        except KeyError:
+            raise AttributeError(event) from None
+
+    @property
+    def hit_ratio(self) -> float | None:
+        lookups = self.counts["hits"] + self.counts["misses"]
+        return None if lookups == 0 else self.counts["hits"] / lookups
 
 
 class CachedFunction(Generic[P, T]):
@@ -73,6 +92,7 @@ class CachedFunction(Generic[P, T]):
         keys: Keys,
         lease_ms: int,
         breaker: CircuitBreaker | None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         if ttl < 1:
             raise ValueError("ttl must be at least 1 second")
@@ -85,7 +105,7 @@ class CachedFunction(Generic[P, T]):
         self.keys = keys
         self.lease_ms = lease_ms
         self.breaker = breaker or CircuitBreaker()
-        self.stats = CacheStats()
+        self.stats = CacheStats(on_event)
         self._redis = redis
         self._signature = inspect.signature(func)
         parameters = self._signature.parameters.values()
@@ -167,7 +187,7 @@ class CachedFunction(Generic[P, T]):
                 raise RedisUnavailable("no Redis client")
             await self.breaker.call(lambda: client.delete(key))
         except RedisUnavailable as exc:
-            self.stats.errors += 1
+            self.stats.record("errors")
             self.pending.add(key)
             logger.warning("cache invalidation of %s failed (%s); it stays pending", key, exc)
             return False
@@ -195,12 +215,12 @@ class CachedFunction(Generic[P, T]):
         try:
             reply = await self.breaker.call(lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]))
         except RedisUnavailable:
-            self.stats.errors += 1
+            self.stats.record("errors")
             return await self._load_only(args, kwargs)
         if reply[0] == _HIT:
-            self.stats.hits += 1
+            self.stats.record("hits")
             return _Fetched(reply[1], True)
-        self.stats.misses += 1
+        self.stats.record("misses")
         if reply[0] == _WAIT:
             waited = await self._wait_for_fill(client, key)
             if waited is not None:
@@ -215,10 +235,10 @@ class CachedFunction(Generic[P, T]):
                 lambda: scripts["cache_fill"](keys=[key], args=[token, fetched.raw, ttl]),
             )
         except RedisUnavailable:
-            self.stats.errors += 1
+            self.stats.record("errors")
         else:
             if not stored:
-                self.stats.stale_fills_refused += 1
+                self.stats.record("stale_fills_refused")
         return fetched
 
     async def _load_only(self, args: Any, kwargs: Any) -> _Fetched:
@@ -226,12 +246,12 @@ class CachedFunction(Generic[P, T]):
         return _Fetched(orjson.dumps(value), False, value, True)
 
     async def _load(self, args: Any, kwargs: Any) -> T:
-        self.stats.loads += 1
+        self.stats.record("loads")
         return await self.func(*args, **kwargs)
 
     async def _wait_for_fill(self, client: RedisClient, key: str) -> bytes | None:
         """Poll briefly for the lease holder's value; None means load it ourselves."""
-        self.stats.waits += 1
+        self.stats.record("waits")
         delay, waited = 0.005, 0.0
         while waited < self.lease_ms / 1000:
             await asyncio.sleep(delay)
@@ -257,6 +277,7 @@ def cached(
     keys: Keys | None = None,
     lease_ms: int = 2000,
     breaker: CircuitBreaker | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
     """Cache an async loader's JSON-serialisable result in Redis under ``template.format(**args)``.
 
@@ -276,6 +297,7 @@ def cached(
             keys=keys or Keys(),
             lease_ms=lease_ms,
             breaker=breaker,
+            on_event=on_event,
         )
 
     return decorate

@@ -44,15 +44,26 @@ def find_redis_server(environ: Mapping[str, str] = os.environ) -> str:
     )
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(below: int | None = None) -> int:
-    """A free TCP port on 127.0.0.1 (under ``below`` if given: cluster nodes also use port + 10000)."""
-    for _ in range(200):
+    """A free TCP port on 127.0.0.1. With ``below`` (for cluster nodes), one under it whose cluster
+    bus port (port + 10000) is free too."""
+    if below is None:
         with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", 0 if below is None else random.randrange(20000, below)))
-            except OSError:
-                continue
+            sock.bind(("127.0.0.1", 0))
             return int(sock.getsockname()[1])
+    for _ in range(500):
+        port = random.randrange(20000, below)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
     raise OSError("no free port found")
 
 

@@ -20,9 +20,12 @@ from gateway.breaker import RedisUnavailable
 from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import Policy, PolicyChooser
+from gateway.requestid import RequestIdMiddleware
+from gateway.routing import EndpointResolver
 from gateway.stack import GatewayMiddleware
 from gateway.types import Scope
 from service import auth, db, diagnostics, listings, metrics
+from service.metrics import MetricsMiddleware
 from service.openapi import build_openapi
 from service.otp_sender import LogOtpSender, OtpSender
 from service.redis_client import create_redis, describe
@@ -60,6 +63,8 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
     ErrorBoundaryMiddleware: inside Starlette, the ``Exception`` handler below answers a bug with the
     same problem+json 500.)"""
     return [
+        Middleware(RequestIdMiddleware),
+        Middleware(MetricsMiddleware, metrics=kapi.metrics, resolver=EndpointResolver(routes)),
         Middleware(HeaderLimitMiddleware, max_header_size=settings.max_header_size),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
         Middleware(
@@ -77,6 +82,8 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
             keys=kapi.keys,
             fail_open=settings.auth_fail_open,
             on_redis_error=settings.rate_limit_on_redis_error,
+            on_reject=kapi.metrics.rejected,
+            on_decision=kapi.metrics.decision,
         ),
     ]
 
@@ -165,6 +172,6 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
     )
     app.state.kapi = kapi
     app.state.settings = settings
-    app.state.metrics = metrics.registry_for(kapi)
+    app.state.metrics = kapi.metrics
     app.state.openapi = build_openapi(routes)
     return app

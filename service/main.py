@@ -6,9 +6,9 @@ A bad setting stops start-up with one line naming the variable, not a traceback.
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 
+from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
 try:
@@ -17,7 +17,7 @@ except SettingsError as exc:
     print(f"kapi: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 
-logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging(production=settings.production, level=settings.log_level)
 
 from service.app import create_app  # noqa: E402
 

@@ -1,56 +1,155 @@
-"""``GET /metrics``: Prometheus text format from this process's counters."""
+"""``GET /metrics`` (Prometheus text format) and what feeds it.
+
+Under several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
+workers (the run command does): prometheus-client then keeps each worker's values in files there and
+``/metrics`` sums them, whichever worker answers. Labels are bounded: route templates, never raw
+paths or user ids.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.state import Kapi
+from gateway.routing import EndpointResolver
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
-_BREAKER_STATES = ("closed", "open", "half_open")
+_STATES = ("closed", "open", "half_open")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
-class KapiCollector(Collector):
-    """Reads the live counters of the cache and the circuit breaker at scrape time."""
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
-    def __init__(self, kapi: Kapi) -> None:
-        self.kapi = kapi
 
-    def collect(self) -> Iterator[Metric]:
-        stats = self.kapi.load_listing.stats
-        cache = CounterMetricFamily("kapi_cache_events", "Listing cache events by kind", labels=["event"])
+class Metrics:
+    """Every metric the service exports. In one process they live in a registry of this app's own
+    (tests build many apps); in multi-process mode prometheus-client writes them to files."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = None if multiprocess() else self.registry
+        self.requests = Counter(
+            "kapi_http_requests", "HTTP requests by route template, method and status",
+            ["route", "method", "status"], registry=registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "kapi_http_request_duration_seconds", "HTTP request latency by route template and method",
+            ["route", "method"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.cache = Counter(
+            "kapi_cache_events", "Listing cache events: hits, misses, loads (database), waits (stampede), "
+            "errors (Redis failed: served from the database), stale_fills_refused", ["event"], registry=registry,
+        )  # fmt: skip
+        self.rate_limit = Counter(
+            "kapi_rate_limit_decisions", "Rate-limit decisions by policy", ["policy", "decision"], registry=registry
+        )
+        self.token_rejections = Counter(
+            "kapi_token_rejections", "Requests refused by authentication, by reason", ["reason"], registry=registry
+        )
+        self.redis_latency = Histogram(
+            "kapi_redis_call_duration_seconds", "Redis call latency (a batch of pipelined calls counts once each)",
+            buckets=_REDIS_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.redis_errors = Counter("kapi_redis_errors", "Redis calls that failed or timed out", registry=registry)
+        self.circuit_state = Gauge(
+            "kapi_redis_circuit_state", "1 for the Redis circuit breaker's current state", ["state"],
+            registry=registry, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.circuit_transitions = Counter(
+            "kapi_redis_circuit_transitions", "Times the Redis circuit breaker entered each state", ["state"],
+            registry=registry,
+        )  # fmt: skip
         for event in ("hits", "misses", "loads", "waits", "errors", "stale_fills_refused"):
-            cache.add_metric([event], getattr(stats, event))
-        yield cache
-        state = GaugeMetricFamily(
-            "kapi_redis_circuit_state", "1 for the circuit breaker's current state", labels=["state"]
-        )
-        for name in _BREAKER_STATES:
-            state.add_metric([name], 1.0 if self.kapi.breaker.state == name else 0.0)
-        yield state
-        transitions = CounterMetricFamily(
-            "kapi_redis_circuit_transitions", "Times the Redis circuit breaker entered each state", labels=["state"]
-        )
-        for name in _BREAKER_STATES:
-            transitions.add_metric([name], self.kapi.breaker.transitions[name])  # type: ignore[index]
-        yield transitions
+            self.cache.labels(event)
+        for state in _STATES:
+            self.circuit_transitions.labels(state)
+        self.circuit_changed("closed", count=False)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
+
+    # Hooks given to the gateway's components.
+    def cache_event(self, event: str) -> None:
+        self.cache.labels(event).inc()
+
+    def decision(self, policy: str, admitted: bool) -> None:
+        self.rate_limit.labels(policy, "admitted" if admitted else "refused").inc()
+
+    def rejected(self, reason: str) -> None:
+        self.token_rejections.labels(reason).inc()
+
+    def redis_call(self, seconds: float, ok: bool) -> None:
+        self.redis_latency.observe(seconds)
+        if not ok:
+            self.redis_errors.inc()
+
+    def circuit_changed(self, state: str, *, count: bool = True) -> None:
+        for name in _STATES:
+            self.circuit_state.labels(name).set(1 if name == state else 0)
+        if count:
+            self.circuit_transitions.labels(state).inc()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, method, str(status))
+        child.inc()
+        latency = self._latency_children.get((route, method))
+        if latency is None:
+            latency = self._latency_children[(route, method)] = self.latency.labels(route, method)
+        latency.observe(seconds)
+
+    def exposition(self) -> bytes:
+        if multiprocess():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
+        return bytes(generate_latest(self.registry))
 
 
-def registry_for(kapi: Kapi) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(KapiCollector(kapi))
-    return registry
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (unknown paths count as one label)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, resolver: EndpointResolver) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.resolver = resolver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            endpoint = self.resolver.resolve(scope)
+            route = endpoint.partition(" ")[2] if self.resolver.is_known(scope) else "(unmatched)"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # clients choose methods
+            self.metrics.observe_request(route, method, status, time.perf_counter() - started)
 
 
 async def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.metrics
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+    body = request.app.state.metrics.exposition()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 routes = [Route("/metrics", metrics, methods=["GET"], name="metrics")]

@@ -20,6 +20,7 @@ from gateway.ratelimit import Policy, too_many_requests
 from gateway.sessions import SessionStore
 from gateway.tokens import HMAC_ALGORITHMS, TokenIssuer, TokenPair, TokenVerifier, new_id
 from gateway.types import RedisClient
+from service.metrics import Metrics
 from service.otp_sender import LogOtpSender, OtpSender
 from service.settings import Settings
 from service.store import ListingStore, now_rfc3339
@@ -35,8 +36,9 @@ class Kapi:
 
     settings: Settings
     otp_sender: OtpSender = field(default_factory=lambda: LogOtpSender(reveal_code=False))
+    metrics: Metrics = field(default_factory=Metrics)
     keys: Keys = field(init=False)
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    breaker: CircuitBreaker = field(init=False)
     redis: RedisClient | None = None
     database: Database | None = None
     load_listing: CachedFunction[[int], dict[str, Any] | None] = field(init=False)
@@ -52,6 +54,7 @@ class Kapi:
     def __post_init__(self) -> None:
         settings = self.settings
         self.keys = Keys(settings.key_prefix, cluster=settings.redis_mode == "cluster")
+        self.breaker = CircuitBreaker(on_change=self.metrics.circuit_changed, on_call=self.metrics.redis_call)
         redis = self.current_redis
 
         @cached(
@@ -61,6 +64,7 @@ class Kapi:
             miss_ttl=settings.cache_miss_ttl,
             keys=self.keys,
             breaker=self.breaker,
+            on_event=self.metrics.cache_event,
         )
         async def load_listing(listing_id: int) -> dict[str, Any] | None:
             return await self.store.get(listing_id)

@@ -1,0 +1,50 @@
+"""``RequestIdMiddleware``: every request gets an id, taken from ``X-Request-ID`` when the caller sent
+a sane one, else made here; it is echoed in the response and available to logs while it runs."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from contextvars import ContextVar
+
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+#: The current request's id (empty outside a request), for log records.
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+_SANE = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
+_PREFIX = secrets.token_hex(4)
+_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    """Unique across processes (random prefix) and within one (a counter); no system call."""
+    return f"{_PREFIX}-{next(_counter):x}"
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
+        self.app = app
+        self.header = header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((value for name, value in scope["headers"] if name == self.header), None)
+        # Only ids that cannot smuggle anything into logs or headers are taken as they are.
+        rid = given.decode() if given is not None and _SANE.match(given) else new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id.set(rid)
+        encoded = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((self.header, encoded))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
