@@ -24,7 +24,7 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
 from gateway.stack import GatewayMiddleware
 from gateway.types import Scope
-from service import auth, db, diagnostics, listings, metrics
+from service import auth, db, diagnostics, docs, listings, metrics
 from service.metrics import MetricsMiddleware
 from service.openapi import build_openapi
 from service.otp_sender import LogOtpSender, OtpSender
@@ -45,6 +45,8 @@ PUBLIC_ENDPOINTS = (
     "/ready",
     "/metrics",
     "/openapi.json",
+    "/docs",
+    "/docs/assets",
     "/test-redis",
     "/test-cache",
 )
@@ -55,6 +57,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
     if settings.diagnostics:
         routes += diagnostics.diagnostic_routes
     routes.append(Route("/openapi.json", openapi, methods=["GET"], name="openapi"))
+    routes += docs.routes()
     return routes
 
 

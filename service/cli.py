@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,12 @@ def serve(args: argparse.Namespace) -> int:
             )
             own.start()
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/{settings.redis_db}"
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # Metrics add up across uvicorn --workers; the directory must start empty.
+        metrics_dir = Path(".kapi/metrics").resolve()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     command = procfile_command()
     print(f"kapi: serving on http://{env['HOST']}:{env['PORT']}  ({command})", file=sys.stderr)
     child = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env)
@@ -130,6 +137,66 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
+    """The seed's troubleshooting steps, each with a verdict."""
+    from gateway.scripts import lua_sha
+    from service import db
+    from service.redis_client import create_redis, describe
+
+    checks: list[tuple[str, bool, str]] = []
+    target = describe(settings)
+    if settings.redis_mode == "standalone" and not (settings.redis_url or "").startswith(("unix://", "rediss://")):
+        host, port = redis_target(settings)
+        running = ping(host, port)
+        import socket
+
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                port_open = True
+        except OSError:
+            port_open = False
+        checks.append(("Redis is running", running, f"{host}:{port} {'answers' if running else 'does not answer'}"))
+        checks.append(("the port is open", port_open, f"{host}:{port} {'accepts' if port_open else 'refuses'} TCP"))
+    client = create_redis(settings)
+    try:
+        import time as _time
+
+        started = _time.perf_counter()
+        await client.ping()
+        checks.append(("PING", True, f"PONG from {target} in {(_time.perf_counter() - started) * 1000:.1f} ms"))
+        names = ["gateway", "auth_check", "rate_limit", "cache_get", "cache_fill", "revoke", "session_open"]
+        loaded = await client.script_exists(*[lua_sha(name) for name in names])
+        missing = [name for name, ok in zip(names, loaded, strict=True) if not ok]
+        checks.append(("scripts are loaded", not missing,
+                       "all loaded" if not missing else f"not yet loaded: {', '.join(missing)} "
+                       "(normal before the first request; they load themselves)"))  # fmt: skip
+    except Exception as exc:
+        checks.append(("PING", False, f"{target}: {type(exc).__name__}: {exc}"))
+    finally:
+        await client.aclose()
+    try:
+        database = await db.connect(settings.database_url)
+        await database.fetch_val("SELECT 1")
+        await database.disconnect()
+        checks.append(("the database is reachable", True, settings.database_url.split("@")[-1]))
+    except Exception as exc:
+        checks.append(("the database is reachable", False, f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Run the troubleshooting steps and print a verdict for each; exit 1 if any failed."""
+    import asyncio
+
+    checks = asyncio.run(_doctor(load_settings()))
+    for name, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
+    # Scripts not yet loaded is not a failure: they load on first use.
+    failed = [name for name, ok, _ in checks if not ok and name != "scripts are loaded"]
+    print("verdict: healthy" if not failed else f"verdict: {len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description="Kapı listing service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,5 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     mint = commands.add_parser("token", help="print an access token for a phone number's user")
     mint.add_argument("--phone", required=True, help="E.164 or national (TR) number, e.g. +905550000001")
     mint.set_defaults(handler=token)
+    check = commands.add_parser("doctor", help="check Redis and the database, with a verdict for each step")
+    check.set_defaults(handler=doctor)
     args = parser.parse_args(argv)
     return int(args.handler(args))

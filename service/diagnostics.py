@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,10 +33,46 @@ async def test_redis(request: Request) -> Response:
         started = time.perf_counter()
         await kapi.redis.ping()
         ping_ms = (time.perf_counter() - started) * 1000
-        server = await kapi.redis.info("server")
+        info = await kapi.redis.info()
+        families = await count_families(kapi)
     except REDIS_ERRORS as exc:
         return redis_down(f"Redis is unreachable: {type(exc).__name__}.")
-    return JSON({"status": "ok", "redis_version": server.get("redis_version"), "ping_ms": round(ping_ms, 3)})
+    hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
+    return JSON(
+        {
+            "status": "ok",
+            "redis_version": info.get("redis_version"),
+            "ping_ms": round(ping_ms, 3),
+            "used_memory": info.get("used_memory"),
+            "used_memory_human": info.get("used_memory_human"),
+            "connected_clients": info.get("connected_clients"),
+            "listing_cache_hit_ratio": kapi.load_listing.stats.hit_ratio,  # this process, since start
+            "keyspace_hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,  # all of Redis
+            "keys": families,
+            "circuit": kapi.breaker.state,
+        }
+    )
+
+
+#: The key families counted by /test-redis; a SCAN stops after this many keys (then counts are "at least").
+FAMILIES = ("listing", "blacklist", "session", "rate_limit")
+SCAN_BUDGET = 10_000
+
+
+async def count_families(kapi: Kapi) -> dict[str, Any]:
+    """Keys per family, by SCAN (never KEYS), bounded so a big Redis answers quickly."""
+    assert kapi.redis is not None
+    counts = dict.fromkeys(FAMILIES, 0)
+    prefix = kapi.keys("")
+    scanned = 0
+    async for key in kapi.redis.scan_iter(match=f"{prefix}*", count=1000):
+        family = key.decode(errors="replace")[len(prefix) :].split(":", 1)[0]
+        if family in counts:
+            counts[family] += 1
+        scanned += 1
+        if scanned >= SCAN_BUDGET:
+            return {**counts, "complete": False}
+    return {**counts, "complete": True}
 
 
 async def write_test_cache(request: Request) -> Response:
