@@ -44,7 +44,8 @@ def find_redis_server(environ: Mapping[str, str] = os.environ) -> str:
     )
 
 
-def _bindable(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -62,7 +63,7 @@ def free_port(below: int | None = None) -> int:
             return int(sock.getsockname()[1])
     for _ in range(500):
         port = random.randrange(20000, below)
-        if _bindable(port) and _bindable(port + 10000):
+        if port_free(port) and port_free(port + 10000):
             return port
     raise OSError("no free port found")
 

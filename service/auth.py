@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -73,6 +74,11 @@ def normalise_phone(raw: str, region: str = "TR") -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def accepted_phone(raw: str, test_numbers: Mapping[str, str]) -> str | None:
+    """E.164, or the number exactly as listed in ``OTP_TEST_NUMBERS``, or None."""
+    return normalise_phone(raw) or (raw if raw in test_numbers else None)
+
+
 def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -104,7 +110,7 @@ async def request_otp(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     kapi = Kapi.of(request)
-    phone = normalise_phone(body.phone) or (body.phone if body.phone in kapi.settings.otp_test_numbers else None)
+    phone = accepted_phone(body.phone, kapi.settings.otp_test_numbers)
     if phone is None:
         return bad_phone()
     limited = await kapi.limit_phone(phone)
@@ -126,7 +132,7 @@ async def login_phone(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     kapi = Kapi.of(request)
-    phone = normalise_phone(body.phone) or (body.phone if body.phone in kapi.settings.otp_test_numbers else None)
+    phone = accepted_phone(body.phone, kapi.settings.otp_test_numbers)
     if phone is None:
         return bad_phone()
     try:

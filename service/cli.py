@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.redis_server import RedisServer, free_port, ping
+from gateway.redis_server import RedisServer, free_port, ping, port_free
 from service.settings import Settings, SettingsError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            port = wanted if _port_free(wanted) else free_port()
+            port = wanted if port_free(wanted) else free_port()
             own = RedisServer(port=port, appendonly=True, directory=Path(".kapi/redis"))
             print(
                 f"kapi: no Redis reachable at {host}:{wanted}; starting {own.binary} on 127.0.0.1:{port} "
@@ -82,17 +82,6 @@ def serve(args: argparse.Namespace) -> int:
             print("kapi: stopped the redis-server it started", file=sys.stderr)
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def load_settings() -> Settings:
     try:
         return Settings.from_environ()
@@ -103,12 +92,12 @@ def load_settings() -> Settings:
 
 async def _mint(phone: str) -> str:
     from service import db
-    from service.auth import normalise_phone
+    from service.auth import accepted_phone
     from service.redis_client import create_redis
     from service.state import Kapi
 
     settings = load_settings()
-    normalised = normalise_phone(phone) or (phone if phone in settings.otp_test_numbers else None)
+    normalised = accepted_phone(phone, settings.otp_test_numbers)
     if normalised is None:
         raise SystemExit(f"kapi: {phone!r} is not a valid phone number")
     kapi = Kapi(settings=settings)
