@@ -8,11 +8,15 @@ from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.cache import CachedFunction, CacheResult, cached
 from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.keys import Keys
+from gateway.limiter import LocalLimiter, RateLimiter
 from gateway.limits import Limit, parse_limits
 from gateway.otp import OtpStore
 from gateway.problem import ProblemResponse
+from gateway.ratelimit import Policy, RateLimitMiddleware
+from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
 from gateway.sessions import SessionStore
+from gateway.stack import GatewayMiddleware
 from gateway.tokens import InvalidToken, TokenIssuer, TokenVerifier
 
 __all__ = [
@@ -23,13 +27,19 @@ __all__ = [
     "CircuitBreaker",
     "EndpointResolver",
     "ErrorBoundaryMiddleware",
+    "GatewayMiddleware",
     "HeaderLimitMiddleware",
     "InvalidToken",
     "Keys",
     "Limit",
+    "LocalLimiter",
     "OtpStore",
+    "Policy",
     "ProblemResponse",
+    "RateLimitMiddleware",
+    "RateLimiter",
     "RedisUnavailable",
+    "RequestIdMiddleware",
     "SessionStore",
     "TokenBlacklist",
     "TokenIssuer",
