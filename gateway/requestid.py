@@ -23,6 +23,15 @@ def new_request_id() -> str:
     return f"{_PREFIX}-{next(_counter):x}"
 
 
+def assign_request_id(scope: Scope, header: bytes = b"x-request-id") -> str:
+    """The request's id (the caller's, if sane; else a new one), stored in ``scope["state"]``."""
+    given = next((value for name, value in scope["headers"] if name == header), None)
+    # Only ids that cannot smuggle anything into logs or headers are taken as they are.
+    rid = given.decode() if given is not None and _SANE.match(given) else new_request_id()
+    scope.setdefault("state", {})["request_id"] = rid
+    return rid
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
         self.app = app
@@ -32,10 +41,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((value for name, value in scope["headers"] if name == self.header), None)
-        # Only ids that cannot smuggle anything into logs or headers are taken as they are.
-        rid = given.decode() if given is not None and _SANE.match(given) else new_request_id()
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = assign_request_id(scope, self.header)
         token = request_id.set(rid)
         encoded = rid.encode()
 

@@ -14,7 +14,8 @@ import hashlib
 import itertools
 import math
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -58,6 +59,8 @@ class ScriptRunner:
     def __init__(self, client: Any, *, max_batch: int = 512) -> None:
         self.client = client
         self.max_batch = max_batch
+        #: Called with (seconds, calls in the batch, succeeded) after each round trip, for metrics.
+        self.on_round_trip: Callable[[float, int, bool], None] | None = None
         self._queue: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
 
@@ -77,11 +80,19 @@ class ScriptRunner:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        started = time.perf_counter()
         try:
-            if hasattr(self.client, "connection_pool"):
-                results = await self._send_on_connection(batch)
-            else:  # a cluster client: its pipeline routes each command to its node
-                results = await self._send_pipeline(batch)
+            try:
+                if hasattr(self.client, "connection_pool"):
+                    results = await self._send_on_connection(batch)
+                else:  # a cluster client: its pipeline routes each command to its node
+                    results = await self._send_pipeline(batch)
+            except Exception:
+                if self.on_round_trip is not None:
+                    self.on_round_trip(time.perf_counter() - started, len(batch), False)
+                raise
+            if self.on_round_trip is not None:
+                self.on_round_trip(time.perf_counter() - started, len(batch), True)
             for (name, keys, args, future), result in zip(batch, results, strict=True):
                 if isinstance(result, NoScriptError):  # a restarted Redis: load it, run it again
                     result = await self._evalsha(name, keys, args)

@@ -20,8 +20,8 @@ from gateway.breaker import RedisUnavailable
 from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import Policy, PolicyChooser
-from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
+from gateway.scripts import runner_for
 from gateway.stack import GatewayMiddleware
 from gateway.types import Scope
 from service import auth, db, diagnostics, docs, listings, metrics
@@ -66,8 +66,7 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
     ErrorBoundaryMiddleware: inside Starlette, the ``Exception`` handler below answers a bug with the
     same problem+json 500.)"""
     return [
-        Middleware(RequestIdMiddleware),
-        Middleware(MetricsMiddleware, metrics=kapi.metrics, resolver=EndpointResolver(routes)),
+        Middleware(MetricsMiddleware, metrics=kapi.metrics, resolver=EndpointResolver(routes), request_ids=True),
         Middleware(HeaderLimitMiddleware, max_header_size=settings.max_header_size),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
         Middleware(
@@ -149,6 +148,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         kapi.redis = create_redis(settings)
+        runner_for(kapi.redis).on_round_trip = kapi.metrics.redis_round_trip
         logger.info("redis: %s", describe(settings))
         kapi.database = await db.connect(settings.database_url)
         try:

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.routing import EndpointResolver
+from gateway.requestid import assign_request_id, request_id
+from gateway.routing import KNOWN_KEY, EndpointResolver
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 _STATES = ("closed", "open", "half_open")
@@ -57,9 +58,11 @@ class Metrics:
             "kapi_token_rejections", "Requests refused by authentication, by reason", ["reason"], registry=registry
         )
         self.redis_latency = Histogram(
-            "kapi_redis_call_duration_seconds", "Redis call latency (a batch of pipelined calls counts once each)",
+            "kapi_redis_round_trip_seconds", "Redis round-trip latency of the hot path's script calls (the calls "
+            "that concurrent requests make in one event-loop turn share one round trip)",
             buckets=_REDIS_BUCKETS, registry=registry,
         )  # fmt: skip
+        self.redis_calls = Counter("kapi_redis_script_calls", "Lua script calls sent to Redis", registry=registry)
         self.redis_errors = Counter("kapi_redis_errors", "Redis calls that failed or timed out", registry=registry)
         self.circuit_state = Gauge(
             "kapi_redis_circuit_state", "1 for the Redis circuit breaker's current state", ["state"],
@@ -75,22 +78,36 @@ class Metrics:
             self.circuit_transitions.labels(state)
         self.circuit_changed("closed", count=False)
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[str, Any], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
 
-    # Hooks given to the gateway's components.
+    # Hooks given to the gateway's components. Label children are looked up once and kept: on the
+    # hot path ``labels()`` costs more than the increment.
     def cache_event(self, event: str) -> None:
-        self.cache.labels(event).inc()
+        child = self._children.get(("cache", event))
+        if child is None:
+            child = self._children[("cache", event)] = self.cache.labels(event)
+        child.inc()
 
     def decision(self, policy: str, admitted: bool) -> None:
-        self.rate_limit.labels(policy, "admitted" if admitted else "refused").inc()
+        child = self._children.get((policy, admitted))
+        if child is None:
+            child = self._children[(policy, admitted)] = self.rate_limit.labels(
+                policy, "admitted" if admitted else "refused"
+            )
+        child.inc()
 
     def rejected(self, reason: str) -> None:
         self.token_rejections.labels(reason).inc()
 
     def redis_call(self, seconds: float, ok: bool) -> None:
-        self.redis_latency.observe(seconds)
+        """Every Redis call (through the circuit breaker): only failures are counted here."""
         if not ok:
             self.redis_errors.inc()
+
+    def redis_round_trip(self, seconds: float, calls: int, ok: bool) -> None:
+        self.redis_latency.observe(seconds)
+        self.redis_calls.inc(calls)
 
     def circuit_changed(self, state: str, *, count: bool = True) -> None:
         for name in _STATES:
@@ -118,12 +135,20 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by route template (unknown paths count as one label)."""
+    """Counts and times every HTTP request by route template (unknown paths count as one label).
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, resolver: EndpointResolver) -> None:
+    With ``request_ids`` it also does what ``gateway.RequestIdMiddleware`` does (an id per request,
+    echoed in ``X-Request-ID`` and set for the logs): the service's outermost layer does both, since
+    every layer and ``send`` wrapper costs measurably on the hot path (about 3 % each at 3,000 req/s).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, resolver: EndpointResolver, request_ids: bool = False
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.resolver = resolver
+        self.request_ids = request_ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,18 +156,24 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        rid = assign_request_id(scope).encode() if self.request_ids else b""
+        token = request_id.set(rid.decode()) if rid else None
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if rid:
+                    message.setdefault("headers", []).append((b"x-request-id", rid))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            if token is not None:
+                request_id.reset(token)
             endpoint = self.resolver.resolve(scope)
-            route = endpoint.partition(" ")[2] if self.resolver.is_known(scope) else "(unmatched)"
+            route = endpoint[endpoint.index(" ") + 1 :] if scope[KNOWN_KEY] else "(unmatched)"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # clients choose methods
             self.metrics.observe_request(route, method, status, time.perf_counter() - started)
 
