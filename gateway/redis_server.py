@@ -213,6 +213,13 @@ class RedisCluster:
         return self.nodes[0].url
 
     def start(self, timeout: float = 30.0) -> RedisCluster:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()  # never leave half a cluster running
+            raise
+
+    def _start(self, timeout: float) -> RedisCluster:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
