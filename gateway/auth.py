@@ -113,7 +113,7 @@ class AuthMiddleware:
             return
         try:
             claims = self.authenticate(scope)
-            if claims is not None and self.blacklist is not None:
+            if claims is not None:
                 await self.check_revocation(claims)
         except AuthFailure as failure:
             if self.on_reject is not None:
@@ -154,7 +154,8 @@ class AuthMiddleware:
         return token
 
     async def check_revocation(self, claims: Claims) -> None:
-        assert self.blacklist is not None
+        if self.blacklist is None:
+            return
         try:
             verdict = await self.blacklist.verdict(claims)
         except RedisUnavailable as exc:

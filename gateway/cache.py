@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger("gateway.cache")
 
-_HIT, _LEASED, _WAIT = 0, 1, 2
+_HIT, _WAIT = 0, 2  # cache_get.lua's replies (1: this caller holds the lease)
 
 
 class CacheResult(NamedTuple, Generic[T]):
@@ -64,12 +64,6 @@ class CacheStats:
         self.counts[event] += 1
         if self.on_event is not None:
             self.on_event(event)
-
-    def __getattr__(self, event: str) -> int:
-        try:
-            return int(self.__dict__["counts"][event])
-        except KeyError:
-            raise AttributeError(event) from None
 
     @property
     def hit_ratio(self) -> float | None:

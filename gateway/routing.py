@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
+from starlette.routing import BaseRoute, Match, Mount, compile_path
 
 from gateway.types import Scope
 
@@ -116,4 +116,4 @@ class EndpointSet:
         return endpoint in self.exact or endpoint.partition(" ")[2] in self.any_method
 
 
-__all__ = ["EndpointResolver", "EndpointSet", "Route", "split_endpoint"]
+__all__ = ["EndpointResolver", "EndpointSet", "split_endpoint"]

@@ -156,8 +156,9 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        rid = assign_request_id(scope).encode() if self.request_ids else b""
-        token = request_id.set(rid.decode()) if rid else None
+        rid_text = assign_request_id(scope) if self.request_ids else ""
+        rid = rid_text.encode()
+        token = request_id.set(rid_text) if rid_text else None
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
