@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.breaker import RedisUnavailable
 from gateway.problem import ProblemResponse
-from gateway.routing import EndpointResolver, EndpointSet
+from gateway.routing import EndpointResolver, EndpointSet, is_preflight
 from gateway.tokens import Claims, InvalidToken, TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -59,6 +59,35 @@ def _quote(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")
 
 
+def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header, None without one, or
+    ``InvalidToken`` for a malformed header (several headers, another scheme, spaces, non-ASCII)."""
+    values: list[bytes] = [value for name, value in scope["headers"] if name == b"authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidToken("malformed", "Send one Authorization header, not several.")
+    raw = values[0]
+    if len(raw) > max_header_size:
+        raise InvalidToken("too_long", "The Authorization header is too large.")
+    scheme, _, token = raw.decode("latin-1").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer":
+        raise InvalidToken("malformed", "Use the Bearer scheme: Authorization: Bearer <token>.")
+    if not token or " " in token or not token.isascii():
+        raise InvalidToken("malformed", "The bearer token is malformed.")
+    return token
+
+
+def challenge(error_description: str | None, detail: str, *, realm: str = "kapi") -> ProblemResponse:
+    """A 401 problem with its RFC 6750 challenge: no ``error`` when no token was sent,
+    ``error="invalid_token"`` with the description otherwise."""
+    header = f'Bearer realm="{_quote(realm)}"'
+    if error_description is not None:
+        header += f', error="invalid_token", error_description="{_quote(error_description)}"'
+    return ProblemResponse(401, detail, headers={"WWW-Authenticate": header})
+
+
 class AuthFailure(Exception):
     """Raised by :meth:`AuthMiddleware.authenticate`; ``response`` is what to send."""
 
@@ -69,10 +98,14 @@ class AuthFailure(Exception):
 
 class AuthMiddleware:
     """``public`` lists endpoints where a token is optional (``"GET /listings"``, ``"/health"``), or is
-    a predicate on the scope. ``routes`` (a Starlette/FastAPI app's ``app.routes``) or ``patterns``
-    tell it the route templates; a request matching none of them is treated as public, so the app
-    can answer its 404. With ``blacklist``, each token is checked for revocation in Redis: when Redis
-    cannot answer, the request gets 503 unless ``fail_open``."""
+    a predicate on the scope. ``ignore_token`` lists endpoints that authenticate by other means (a
+    refresh token in the body, a logout that accepts an already revoked token): their
+    ``Authorization`` header is not read here, and an expired token in it does not block them.
+    ``routes`` (a Starlette/FastAPI app's ``app.routes``) or ``patterns`` tell it the route
+    templates; every endpoint named must match one (a start-up ``ValueError`` otherwise), and a
+    request matching none of them is treated as public, so the app can answer its 404. With
+    ``blacklist``, each token is checked for revocation in Redis: when Redis cannot answer, the
+    request gets 503 unless ``fail_open``. CORS preflights pass through untouched."""
 
     def __init__(
         self,
@@ -81,6 +114,7 @@ class AuthMiddleware:
         verifier: TokenVerifier,
         blacklist: TokenBlacklist | None = None,
         public: Iterable[str] | Callable[[Scope], bool] = (),
+        ignore_token: Iterable[str] = (),
         routes: Sequence[BaseRoute] = (),
         patterns: Iterable[str] = (),
         resolver: EndpointResolver | None = None,
@@ -92,7 +126,18 @@ class AuthMiddleware:
         self.app = app
         self.verifier = verifier
         self.blacklist = blacklist
+        if blacklist is not None and (
+            blacklist.leeway < verifier.leeway or blacklist.max_lifetime < verifier.max_lifetime
+        ):
+            raise ValueError(
+                "the blacklist's leeway and max_lifetime must be at least the verifier's, "
+                "or a revocation could end while the token is still accepted"
+            )
         self.resolver = resolver or EndpointResolver(routes, patterns=patterns)
+        if not callable(public):
+            self.resolver.check("public", public)
+        self.resolver.check("ignore_token", ignore_token)
+        self._ignored = EndpointSet(ignore_token)
         self._is_public = public if callable(public) else self._endpoint_check(EndpointSet(public))
         self.fail_open = fail_open
         self.realm = _quote(realm)
@@ -100,7 +145,7 @@ class AuthMiddleware:
         self.on_reject = on_reject
 
     def _endpoint_check(self, endpoints: EndpointSet) -> Callable[[Scope], bool]:
-        routed = bool(self.resolver.routes or self.resolver.patterns)
+        routed = self.resolver.routed
 
         def is_public(scope: Scope) -> bool:
             return self.resolver.resolve(scope) in endpoints or (routed and not self.resolver.is_known(scope))
@@ -108,7 +153,7 @@ class AuthMiddleware:
         return is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_preflight(scope):
             await self.app(scope, receive, send)
             return
         try:
@@ -126,6 +171,8 @@ class AuthMiddleware:
     def authenticate(self, scope: Scope) -> Claims | None:
         """The verified claims, None for an anonymous caller on a public route, or ``AuthFailure``.
         Local work only (no Redis), so a composed gateway can batch the revocation check."""
+        if (self._ignored.exact or self._ignored.any_method) and self.resolver.resolve(scope) in self._ignored:
+            return None
         token = self.bearer_token(scope)
         if token is None:
             if self._is_public(scope):
@@ -137,21 +184,10 @@ class AuthMiddleware:
             raise AuthFailure(self.challenge(exc.description, exc.description), exc.reason) from None
 
     def bearer_token(self, scope: Scope) -> str | None:
-        values: list[bytes] = [value for name, value in scope["headers"] if name == b"authorization"]
-        if not values:
-            return None
-        if len(values) > 1:
-            raise self._invalid("Send one Authorization header, not several.", "malformed")
-        raw = values[0]
-        if len(raw) > self.max_header_size:
-            raise self._invalid("The Authorization header is too large.", "too_long")
-        scheme, _, token = raw.decode("latin-1").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer":
-            raise self._invalid("Use the Bearer scheme: Authorization: Bearer <token>.", "malformed")
-        if not token or " " in token or not token.isascii():
-            raise self._invalid("The bearer token is malformed.", "malformed")
-        return token
+        try:
+            return bearer_token(scope, max_header_size=self.max_header_size)
+        except InvalidToken as exc:
+            raise self._invalid(exc.description, exc.reason) from None
 
     async def check_revocation(self, claims: Claims) -> None:
         if self.blacklist is None:
@@ -187,10 +223,7 @@ class AuthMiddleware:
             scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
 
     def challenge(self, error_description: str | None, detail: str) -> ProblemResponse:
-        header = f'Bearer realm="{self.realm}"'
-        if error_description is not None:
-            header += f', error="invalid_token", error_description="{_quote(error_description)}"'
-        return ProblemResponse(401, detail, headers={"WWW-Authenticate": header})
+        return challenge(error_description, detail, realm=self.realm)
 
     def _invalid(self, description: str, reason: str) -> AuthFailure:
         return AuthFailure(self.challenge(description, description), reason)

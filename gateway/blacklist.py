@@ -1,9 +1,10 @@
 """``TokenBlacklist``: revocation of JWTs in Redis, checked in one round trip per request.
 
-A token is refused when its ``jti`` is blacklisted (``blacklist:{jti}``, kept for the token's
-remaining lifetime, never the raw token), when its login session has ended (``session:{user_id}``,
-for tokens that carry a ``sid``), when the user logged out everywhere after it was issued
-(``logout_all:{user_id}``), or when it was issued before Redis lost its data (``epoch``).
+A token is refused when its ``jti`` is blacklisted (``blacklist:{user_id}:{jti}``, kept until no
+verifier would accept the token any more: its ``exp`` plus the leeway; never the raw token), when
+its login session has ended or lapsed (``session:{user_id}``, for tokens that carry a ``sid``), when
+the user logged out everywhere after it was issued (``logout_all:{user_id}``), or when it was issued
+before Redis lost its data (``epoch``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
-from gateway.keys import Keys
+from gateway.keys import Keys, escape
 from gateway.scripts import ScriptSet
-from gateway.tokens import Claims
+from gateway.sessions import SessionTiming
+from gateway.tokens import DEFAULT_MAX_LIFETIME, Claims
 from gateway.types import RedisSource
 
 
@@ -43,26 +45,29 @@ _DESCRIPTIONS = {
 
 
 class TokenBlacklist:
-    """Revocation store. ``max_ttl`` bounds how long a revocation is kept (the longest token life);
-    ``sessions`` makes tokens with a ``sid`` valid only while their login session exists."""
+    """Revocation store. ``leeway`` and ``max_lifetime`` must be at least the verifier's (the gateway
+    checks): a revocation is kept until the token's ``exp`` plus ``leeway`` and a log-out-everywhere
+    mark for ``max_lifetime`` plus ``leeway``, the last moments a verifier could accept the token.
+    ``sessions`` makes tokens with a ``sid`` valid only while their login lives (``session_ttl``
+    seconds after its last use, see ``SessionStore``)."""
 
     def __init__(
         self,
         redis: RedisSource,
         *,
         keys: Keys | None = None,
-        max_ttl: int = 86400,
+        leeway: int = 30,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
         sessions: bool = True,
         session_ttl: int = 86400,
-        touch_every: int = 60,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys or Keys()
-        self.max_ttl = max_ttl
+        self.leeway = leeway
+        self.max_lifetime = max_lifetime
         self.sessions = sessions
-        self.session_ttl = session_ttl
-        self.touch_every = touch_every
+        self.timing = SessionTiming.of(session_ttl)
         self.breaker = breaker or CircuitBreaker()
         self._scripts = ScriptSet("auth_check", "revoke", "revoke_all", "epoch_init")
 
@@ -76,11 +81,17 @@ class TokenBlacklist:
             self.keys.epoch(user),
         ]
 
+    @property
+    def max_ttl(self) -> int:
+        """The longest a revocation or a log-out mark is kept, seconds."""
+        return self.max_lifetime + self.leeway
+
     def check_args(self, claims: Claims) -> list[Any]:
-        sid = claims.get("sid", "") if self.sessions else ""
+        sid = escape(claims.get("sid", "")) if self.sessions else ""
         # On a cluster the epoch is per user and written at login, so it cannot tell a new user from
         # lost data: it is not checked (sessions still die with their hash; see the README).
-        return [sid, int(claims["iat"]), self.touch_every, self.session_ttl, 0 if self.keys.cluster else 1]
+        timing = self.timing
+        return [sid, int(claims["iat"]), timing.touch_ms, timing.idle_ms, 0 if self.keys.cluster else 1]
 
     async def verdict(self, claims: Claims) -> Verdict:
         """One round trip. Raises ``RedisUnavailable`` when Redis cannot answer."""
@@ -93,12 +104,16 @@ class TokenBlacklist:
     async def is_revoked(self, claims: Claims) -> bool:
         return await self.verdict(claims) is not Verdict.VALID
 
+    def blacklist_key(self, claims: Claims) -> str:
+        return self.keys.blacklist(claims["sub"], claims["jti"])
+
     async def revoke(self, claims: Claims) -> int:
-        """Blacklist this token's ``jti`` for its remaining lifetime; returns the TTL set (0 if expired)."""
+        """Blacklist this token's ``jti`` until no verifier would accept it (``exp`` + leeway);
+        returns the TTL set (0 when it is already past that)."""
         scripts = self._bind()
         ttl = await self.breaker.call(
             lambda: scripts["revoke"](
-                keys=[self.keys.blacklist(claims["sub"], claims["jti"])], args=[int(claims["exp"]), self.max_ttl]
+                keys=[self.blacklist_key(claims)], args=[int(claims["exp"]), self.leeway, self.max_ttl]
             )
         )
         return int(ttl)

@@ -28,6 +28,10 @@ class CircuitBreaker:
     """Opens after ``failure_threshold`` consecutive failures; after ``reset_timeout`` seconds one
     probe call is let through, and its outcome closes or re-opens the circuit.
 
+    Failures are counted per Redis round trip: the callers whose calls shared one failed round trip
+    (``gateway.scripts`` batches them) raise exceptions marked with the same ``round_trip``, and
+    count once, so one slow reply cannot open the circuit for everyone.
+
     After a failure, further calls *from the same context* (the same request: ASGI servers run each
     request in its own task, hence its own context) are skipped for ``cooldown`` seconds, so a
     request that needs Redis twice pays one timeout, not two, while other requests are unaffected.
@@ -58,6 +62,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+        self._last_round_trip: object = None
         #: How many times the circuit entered each state (for metrics).
         self.transitions: dict[State, int] = {"closed": 0, "open": 0, "half_open": 0}
 
@@ -78,10 +83,16 @@ class CircuitBreaker:
         if self.state != "closed":
             self._set("closed")
 
-    def failure(self) -> None:
+    def failure(self, exc: BaseException | None = None) -> None:
+        """Record a failed call; ``exc``'s ``round_trip`` mark (if any) makes a shared round trip count once."""
         self._probing = False
-        self._failures += 1
         self._failed_here.set(time.monotonic())
+        round_trip = getattr(exc, "round_trip", None)
+        if round_trip is not None:
+            if round_trip is self._last_round_trip:
+                return
+            self._last_round_trip = round_trip
+        self._failures += 1
         if self.state == "half_open" or self._failures >= self.failure_threshold:
             self._opened_at = time.monotonic()
             if self.state != "open":
@@ -95,7 +106,7 @@ class CircuitBreaker:
         try:
             result = await factory()
         except REDIS_ERRORS as exc:
-            self.failure()
+            self.failure(exc)
             if self.on_call is not None:
                 self.on_call(time.perf_counter() - started, False)
             raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc

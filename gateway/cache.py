@@ -22,7 +22,7 @@ import orjson
 
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.connection import resolve_client
-from gateway.keys import Keys
+from gateway.keys import Keys, escape
 from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisClient, RedisSource
 
@@ -33,6 +33,15 @@ T = TypeVar("T")
 logger = logging.getLogger("gateway.cache")
 
 _HIT, _WAIT = 0, 2  # cache_get.lua's replies (1: this caller holds the lease)
+
+
+class _LeaderCancelled(Exception):
+    """Given to the waiters when the caller loading their key was cancelled: the first to run loads
+    instead, with the cancelled caller's ``lease`` (this process still holds it in Redis); the
+    others wait on it."""
+
+    def __init__(self, lease: str) -> None:
+        self.lease = lease
 
 
 class CacheResult(NamedTuple, Generic[T]):
@@ -106,7 +115,9 @@ class CachedFunction(Generic[P, T]):
         self._names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self._names_set = set(self._names) | {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
         self._defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-        fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+        self._formatter = string.Formatter()
+        self._parts = list(self._formatter.parse(template))
+        fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in self._parts if name}
         self._fields = fields
         unknown = fields - set(self._signature.parameters)
         if unknown:
@@ -120,15 +131,30 @@ class CachedFunction(Generic[P, T]):
         functools.update_wrapper(self, func)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
-        """The Redis key for these loader arguments (prefix included)."""
+        """The Redis key for these loader arguments (prefix included). Each argument's text is
+        escaped (``gateway.keys.escape``), so ``profile:{a}:{b}`` gives different keys for
+        ``("x:y", "z")`` and ``("x", "y:z")``."""
         if len(args) <= len(self._names) and not kwargs.keys() - self._names_set:
             # Fast path (the common call shapes): no Signature.bind on every request.
             arguments = {**self._defaults, **dict(zip(self._names, args, strict=False)), **kwargs}
             if self._fields <= arguments.keys():
-                return self.keys(self.template.format_map(arguments))
+                return self.keys(self._render(arguments))
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return self.keys(self.template.format_map(bound.arguments))
+        return self.keys(self._render(bound.arguments))
+
+    def _render(self, arguments: dict[str, Any]) -> str:
+        pieces: list[str] = []
+        for literal, name, spec, conversion in self._parts:
+            if literal:
+                pieces.append(literal)
+            if name is None:
+                continue
+            value = arguments[name] if name in arguments else self._formatter.get_field(name, (), arguments)[0]
+            if conversion:
+                value = self._formatter.convert_field(value, conversion)
+            pieces.append(escape(format(value, spec) if spec else str(value)))
+        return "".join(pieces)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         return (await self.lookup(*args, **kwargs)).value
@@ -146,15 +172,29 @@ class CachedFunction(Generic[P, T]):
         return fetched.raw, fetched.hit
 
     async def _shared_fetch(self, key: str, args: Any, kwargs: Any) -> _Fetched:
-        """Concurrent misses for one key in this process share one fetch."""
-        waiters = self._inflight.get(key)
-        if waiters is not None:
+        """Concurrent misses for one key in this process share one fetch. When the caller doing it
+        is cancelled (a client disconnect, a timeout, shutdown), a waiting caller takes over with its
+        lease, instead of every waiter failing with the leader's cancellation."""
+        lease = None
+        while True:
+            waiters = self._inflight.get(key)
+            if waiters is None:
+                break
             future: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
             waiters.append(future)
-            return await future
+            try:
+                return await future
+            except _LeaderCancelled as gone:
+                lease = gone.lease
         self._inflight[key] = waiters = []
+        lease = lease or nonce()
         try:
-            fetched = await self._fetch(key, args, kwargs)
+            fetched = await self._fetch(key, args, kwargs, lease)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(_LeaderCancelled(lease))
+            raise
         except BaseException as exc:
             for waiter in waiters:
                 if not waiter.done():
@@ -200,11 +240,10 @@ class CachedFunction(Generic[P, T]):
     def _client(self) -> RedisClient | None:
         return resolve_client(self._redis)
 
-    async def _fetch(self, key: str, args: Any, kwargs: Any) -> _Fetched:
+    async def _fetch(self, key: str, args: Any, kwargs: Any, token: str) -> _Fetched:
         client = self._client()
         if client is None or key in self.pending:
             return await self._load_only(args, kwargs)
-        token = nonce()
         scripts = self._scripts.bind(client)
         try:
             reply = await self.breaker.call(lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]))

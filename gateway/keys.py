@@ -1,18 +1,38 @@
 """The one place Redis key names are built, so a deployment-wide prefix (and, on Redis Cluster, the
-hash tag) applies to every key."""
+hash tag) applies to every key, and no value taken from a request or a token can forge a key.
+
+Values from outside (a token's ``sub``, ``jti``, ``sid``; a cache decorator's arguments) are
+*escaped*: ``%``, ``:``, ``{`` and ``}`` become ``%25``, ``%3A``, ``%7B``, ``%7D``. Key parts are
+joined with ``:``, so an escaped value can never reach into the next part, another family or
+another user's keys: a token whose ``sub`` is ``ip:127.0.0.1`` gets the keys of ``ip%3A127.0.0.1``,
+never those of the anonymous client at 127.0.0.1, whose identity (``ip:…``) is built here and keeps
+its colon. Ordinary ids (``42``, UUIDs, E.164 numbers) contain none of the four characters and read
+exactly as the seed writes them (``session:42``).
+"""
 
 from __future__ import annotations
 
+_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+_SPECIAL = frozenset("%:{}")
+
+
+def escape(value: str) -> str:
+    """``value`` with ``% : { }`` percent-encoded: safe as one part of a key (and as a hash tag)."""
+    if _SPECIAL.isdisjoint(value):
+        return value
+    return value.translate(_ESCAPES)
+
 
 class Keys:
-    """Builds the seed's key names (``listing:{id}``, ``blacklist:{jti}``, ``session:{user_id}``, ...)
-    behind an optional prefix, so several deployments can share one Redis.
+    """Builds the seed's key names (``listing:{id}``, ``session:{user_id}``, ...) behind an optional
+    prefix, so several deployments can share one Redis.
 
-    With ``cluster=True``, every key of one user carries the user as a hash tag
-    (``session:{42}``, ``blacklist:{42}:<jti>``, ``rate_limit:{42}:GET /listings/{listing_id}``):
-    the scripts that touch several keys per request then find them in one slot (no CROSSSLOT), and
-    different users spread over the cluster. Left alone, the braces of a route template would be the
-    tag, and every user's counter for that endpoint would sit in one slot on one node.
+    A key *owner* is a user (a token's ``sub``, escaped) or a client identity built here
+    (:meth:`client`: ``ip:{address}``, ``phone:{number}``). With ``cluster=True`` the owner is the
+    hash tag (``session:{42}``, ``rate_limit:{42}:GET /listings/{listing_id}``): the scripts that
+    touch several keys per request then find them in one slot (no CROSSSLOT), and different users
+    spread over the cluster. Left alone, the braces of a route template would be the tag, and every
+    user's counter for that endpoint would sit in one slot on one node.
     """
 
     __slots__ = ("cluster", "prefix")
@@ -22,16 +42,29 @@ class Keys:
         self.cluster = cluster
 
     def __call__(self, name: str) -> str:
+        """A key the application names itself (``test_cache``), behind the prefix."""
         return self.prefix + name
 
-    def user(self, family: str, user_id: str, rest: str = "") -> str:
-        """``family:user_id[:rest]``, tagged by the user on a cluster."""
-        owner = f"{{{user_id}}}" if self.cluster else user_id
-        return f"{self.prefix}{family}:{owner}{':' + rest if rest else ''}"
+    @staticmethod
+    def client(kind: str, value: str) -> str:
+        """The owner id of a caller known by something other than a token: ``client("ip", addr)``
+        is ``ip:{addr}``. Its colon keeps it apart from every user id, whose colons are escaped."""
+        return f"{kind}:{value}"
+
+    def owned(self, family: str, owner: str, *rest: str) -> str:
+        """``family:owner[:rest...]`` for an owner made by :meth:`client` (not escaped again)."""
+        tagged = f"{{{owner}}}" if self.cluster else owner
+        tail = "".join(":" + part for part in rest)
+        return f"{self.prefix}{family}:{tagged}{tail}"
+
+    def user(self, family: str, user_id: str, *rest: str) -> str:
+        """``family:user_id[:rest...]`` for a user id from a token (escaped)."""
+        return self.owned(family, escape(user_id), *rest)
 
     def blacklist(self, user_id: str, jti: str) -> str:
-        """``blacklist:{jti}``; on a cluster ``blacklist:{user_id}:jti``, in its user's slot."""
-        return self.user("blacklist", user_id, jti) if self.cluster else f"{self.prefix}blacklist:{jti}"
+        """``blacklist:{user_id}:{jti}``: the revoked token's ``jti`` under its user, so one issuer's
+        ``jti`` can never revoke (or un-revoke) another user's token."""
+        return self.user("blacklist", user_id, escape(jti))
 
     def epoch(self, user_id: str) -> str:
         """The data-loss epoch. One per Redis; on a cluster, per user (see ``TokenBlacklist``)."""

@@ -24,7 +24,7 @@ from gateway.keys import Keys
 from gateway.limiter import Decision, LocalLimiter, RateLimiter
 from gateway.limits import Limit, parse_limits
 from gateway.problem import ProblemResponse
-from gateway.routing import EndpointResolver, EndpointSet, split_endpoint
+from gateway.routing import EndpointResolver, EndpointSet, is_preflight, split_endpoint
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("gateway.ratelimit")
@@ -163,6 +163,9 @@ class RateLimitMiddleware:
         self.app = app
         self.limiter = limiter
         self.default = default if isinstance(default, Policy) else Policy.of("default", default)
+        self.resolver = resolver or EndpointResolver(routes, patterns=patterns)
+        self.resolver.check("overrides", list(overrides or {}))
+        self.resolver.check("exempt", exempt)
         self.overrides: dict[str, Policy] = {}
         for endpoint, value in (overrides or {}).items():
             method, template = split_endpoint(endpoint)
@@ -170,7 +173,6 @@ class RateLimitMiddleware:
             self.overrides[name] = value if isinstance(value, Policy) else Policy.of(name, value)
         self.exempt = EndpointSet(exempt)
         self.choose = policy
-        self.resolver = resolver or EndpointResolver(routes, patterns=patterns)
         self.client_address = client_address or ClientAddress()
         self.keys = keys or Keys()
         self.on_redis_error = on_redis_error
@@ -178,7 +180,7 @@ class RateLimitMiddleware:
         self.local = LocalLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_preflight(scope):
             await self.app(scope, receive, send)
             return
         plan = self.plan(scope, _user_id(scope))
@@ -205,8 +207,10 @@ class RateLimitMiddleware:
         if policy is None and self.choose is not None:
             policy = self.choose(scope, user_id, endpoint)
         policy = policy or self.default
-        identity = user_id if user_id and policy.by == "user" else f"ip:{self.client_address(scope)}"
-        return Plan(policy, self.keys.user("rate_limit", identity, endpoint))
+        if user_id and policy.by == "user":
+            return Plan(policy, self.keys.user("rate_limit", user_id, endpoint))
+        address = Keys.client("ip", self.client_address(scope))
+        return Plan(policy, self.keys.owned("rate_limit", address, endpoint))
 
     def fallback(self, plan: Plan, exc: Exception) -> Decision | ProblemResponse | None:
         """While Redis cannot answer: the local limiter, no limit, or 503."""

@@ -5,6 +5,10 @@ concurrent requests make in the same event-loop turn go to Redis together, in on
 Each request still sends exactly one command per script call (and waits one round trip); what is
 shared is the client-side cost of a command (connection checkout, write, timeout bookkeeping), which
 in redis-py's asyncio client is several times the cost of the Redis work itself.
+
+This is a small custom transport on redis-py's connection API (``pool.get_connection``,
+``pack_commands``, ``send_packed_command``, ``read_response``); ``tests/gateway/test_scripts.py``
+holds the contract it relies on and fails loudly if a redis-py release changes it.
 """
 
 from __future__ import annotations
@@ -53,8 +57,52 @@ def nonce() -> str:
 _Call = tuple[str, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
+class RoundTripFailed(RedisConnectionError):
+    """One round trip of a batch failed; every caller in it sees the same exception object, so a
+    circuit breaker counts the round trip once, not once per caller."""
+
+
+class _Deadline:
+    """The read deadline of one round trip, tolerant of event-loop stalls.
+
+    ``asyncio.timeout`` measures wall-clock time, so when another task blocks the loop past the
+    deadline, the timeout fires before this task can read replies that arrived long ago. Here a
+    deadline the loop itself overran (the timer fires late by more than ``stall``) is moved once,
+    ``timeout`` into the future from the moment the loop came back: only time that this task could
+    have spent reading counts against Redis.
+    """
+
+    def __init__(self, scope: asyncio.Timeout, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.scope = scope
+        self.timeout = timeout
+        self.stall = max(0.005, timeout / 10)
+        self.when = self.loop.time() + timeout
+        self.extended = False
+        self.handle = self.loop.call_at(self.when, self._fire)
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        if not self.extended and now - self.when > self.stall:
+            self.extended = True
+            self.when = now + self.timeout
+            self.handle = self.loop.call_at(self.when, self._fire)
+            return
+        self.scope.reschedule(now)  # expire: the ``async with`` raises TimeoutError
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
 class ScriptRunner:
-    """Runs scripts on one client, batching the calls of one event-loop turn into one pipeline."""
+    """Runs scripts on one client, batching the calls of one event-loop turn into one pipeline.
+
+    A script call is sent at most once: when a connection fails after a batch was written, its
+    scripts may have run, so the batch fails (``RoundTripFailed``) instead of being sent again
+    (a rotation would see its own write as reuse, a rate-limit hit would count twice). Stale pooled
+    connections are caught before anything is written (a connection that has seen the server close
+    it is replaced). NOSCRIPT replies are the one resend: Redis ran nothing.
+    """
 
     def __init__(self, client: Any, *, max_batch: int = 512) -> None:
         self.client = client
@@ -83,55 +131,71 @@ class ScriptRunner:
         started = time.perf_counter()
         try:
             try:
-                if hasattr(self.client, "connection_pool"):
-                    results = await self._send_on_connection(batch)
-                else:  # a cluster client: its pipeline routes each command to its node
-                    results = await self._send_pipeline(batch)
-            except Exception:
+                results = await self._round_trip(batch)
+                missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+                if missing:  # a restarted Redis has forgotten the scripts: nothing ran; load and send those
+                    for name in {batch[i][0] for i in missing}:
+                        await self.client.script_load(lua_source(name))  # on a cluster: every primary
+                    again = await self._round_trip([batch[i] for i in missing])
+                    for i, result in zip(missing, again, strict=True):
+                        results[i] = result
+            except Exception as exc:
                 if self.on_round_trip is not None:
                     self.on_round_trip(time.perf_counter() - started, len(batch), False)
-                raise
+                failed = RoundTripFailed(f"{type(exc).__name__}: {exc}")
+                failed.round_trip = failed  # type: ignore[attr-defined]
+                raise failed from exc
             if self.on_round_trip is not None:
                 self.on_round_trip(time.perf_counter() - started, len(batch), True)
-            for (name, keys, args, future), result in zip(batch, results, strict=True):
-                if isinstance(result, NoScriptError):  # a restarted Redis: load it, run it again
-                    result = await self._evalsha(name, keys, args)
+            marker = object()  # error replies of one round trip count as one failure
+            for (_, _, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):
+                    result.round_trip = marker  # type: ignore[attr-defined]
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-        except BaseException as exc:  # every caller of the batch sees the failure (time-out, connection)
+        except BaseException as exc:  # every caller of the batch sees the same failure
             for *_, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
 
-    async def _send_on_connection(self, batch: list[_Call], *, retry: bool = True) -> list[Any]:
-        """One write and one read timeout for the whole batch, on one pooled connection. (redis-py's
-        pipeline sets up a timeout per reply, which costs more than the replies.)"""
+    async def _round_trip(self, batch: list[_Call]) -> list[Any]:
+        if hasattr(self.client, "connection_pool"):
+            return await self._send_on_connection(batch)
+        return await self._send_pipeline(batch)  # a cluster client: its pipeline routes each command
+
+    async def _send_on_connection(self, batch: list[_Call]) -> list[Any]:
+        """One write and one read deadline for the whole batch, on one pooled connection. (redis-py's
+        pipeline sets up a timeout per reply, which costs more than the replies.) Error replies
+        (OOM, READONLY, a script error) are that caller's result; the rest of the batch still reads."""
         pool = self.client.connection_pool
         connection = await pool.get_connection()
         try:
+            if connection.is_connected and await connection.can_read():
+                # Closed by the server (it restarted) or holding stray bytes: nothing is written yet, so
+                # a fresh connection is safe. (redis-py's pool skips this check when its maintenance
+                # notifications are on, the default.)
+                await connection.disconnect()
             commands = [("EVALSHA", lua_sha(name), len(keys), *keys, *args) for name, keys, args, _ in batch]
             results: list[Any] = []
+            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            timeout = connection.socket_timeout
             try:
-                await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                async with asyncio.timeout(connection.socket_timeout):
-                    for _ in batch:
-                        try:
-                            results.append(await connection.read_response(timeout=math.inf))
-                        except ResponseError as error:  # an error reply: the next reply is still in line
-                            results.append(error)
-            except RedisConnectionError:
-                if results or not retry:
-                    raise
-                # Closed before a single reply: a pooled connection that a restarted Redis dropped.
-                # Once more on a fresh one (as redis-py's own retry would).
-                await connection.disconnect()
-                return await self._send_on_connection(batch, retry=False)
+                async with asyncio.timeout(None) as scope:
+                    deadline = _Deadline(scope, timeout) if timeout else None
+                    try:
+                        for _ in batch:
+                            try:
+                                results.append(await connection.read_response(timeout=math.inf))
+                            except ResponseError as error:  # an error reply: the next reply is still in line
+                                results.append(error)
+                    finally:
+                        if deadline is not None:
+                            deadline.cancel()
             except TimeoutError:
                 await connection.disconnect(nowait=True)  # replies may still arrive: never reuse it
                 raise RedisTimeoutError("Timeout reading from Redis") from None
@@ -148,13 +212,6 @@ class ScriptRunner:
                 pipe.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
             results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
-
-    async def _evalsha(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        try:
-            return await self.client.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
-        except NoScriptError:
-            await self.client.script_load(lua_source(name))  # on a cluster: every primary
-            return await self.client.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
 
 
 _runners: WeakKeyDictionary[Any, ScriptRunner] = WeakKeyDictionary()

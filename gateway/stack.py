@@ -17,7 +17,7 @@ from gateway.limiter import Decision, RateLimiter
 from gateway.limits import Limit
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import OnRedisError, Plan, Policy, PolicyChooser, RateLimitMiddleware
-from gateway.routing import EndpointResolver
+from gateway.routing import EndpointResolver, is_preflight
 from gateway.tokens import TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -33,6 +33,7 @@ class GatewayMiddleware:
         blacklist: TokenBlacklist,
         limiter: RateLimiter,
         public: Iterable[str] | Callable[[Scope], bool] = (),
+        ignore_token: Iterable[str] = (),
         default: str | Sequence[Limit] | Policy = "100/hour",
         overrides: Mapping[str, str | Policy] | None = None,
         exempt: Iterable[str] = (),
@@ -54,6 +55,7 @@ class GatewayMiddleware:
             verifier=verifier,
             blacklist=blacklist,
             public=public,
+            ignore_token=ignore_token,
             resolver=resolver,
             fail_open=fail_open,
             realm=realm,
@@ -76,7 +78,7 @@ class GatewayMiddleware:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_preflight(scope):
             await self.app(scope, receive, send)
             return
         try:

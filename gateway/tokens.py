@@ -11,6 +11,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from jose import jwt
@@ -21,6 +22,11 @@ Claims = dict[str, Any]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ALGORITHMS = HMAC_ALGORITHMS | {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+
+#: The longest token lifetime (``exp - iat``) accepted by default: a revocation or a log-out mark is
+#: kept this long (plus the leeway), so a longer-lived token could outlive its revocation; such
+#: tokens are refused instead.
+DEFAULT_MAX_LIFETIME = 31 * 86400
 
 
 class InvalidToken(Exception):
@@ -45,6 +51,16 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def _frozen(value: Any) -> Any:
+    """Nested claim values made read-only (lists become tuples, objects read-only mappings), so the
+    claims kept for a token's later requests cannot be changed through one request's copy."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
 def _public_key_of(private_pem: str) -> str:
     from cryptography.hazmat.primitives import serialization
 
@@ -61,7 +77,13 @@ class TokenVerifier:
 
     A token that verified once is remembered (up to ``cache_size`` tokens, until it expires), so a
     client's next requests skip the signature check; revocation is not cached, it is checked in
-    Redis on every request by the blacklist.
+    Redis on every request by the blacklist. Each call returns a fresh ``dict`` whose nested values
+    are read-only, so what one request does with its claims never reaches another.
+
+    ``max_lifetime`` bounds ``exp - iat``: the blacklist keeps a revocation for at most that long
+    (plus ``leeway``), so a token that could outlive it is refused rather than accepted. A token
+    whose ``crit`` header names any extension is refused (RFC 7515 §4.1.11: none is understood
+    here); ``jku``, ``x5u`` and ``kid`` are never followed or used with a single key.
     """
 
     def __init__(
@@ -72,11 +94,14 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway: int = 30,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
         max_length: int = 8192,
         cache_size: int = 10_000,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
+        if leeway < 0 or max_lifetime < 1:
+            raise ValueError("leeway must be >= 0 and max_lifetime >= 1 second")
         if not key:
             raise ValueError("a verification key is required")
         if algorithm not in HMAC_ALGORITHMS and "PRIVATE KEY" in key:
@@ -86,6 +111,7 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.max_lifetime = max_lifetime
         self.max_length = max_length
         self.cache_size = cache_size
         self._options = {
@@ -101,24 +127,31 @@ class TokenVerifier:
         }
         self._verified: OrderedDict[str, Claims] = OrderedDict()
 
-    def verify(self, token: str, *, expected_type: TokenType = "access") -> Claims:
-        """The token's claims, or ``InvalidToken``."""
+    def verify(self, token: str, *, expected_type: TokenType = "access", allow_expired: bool = False) -> Claims:
+        """The token's claims, or ``InvalidToken``. ``allow_expired`` accepts a token past its
+        ``exp`` (everything else is still checked): for a logout, which may end an expired token's
+        login."""
+        if allow_expired:
+            decoded = self._decode(token, verify_exp=False)
+            if decoded["type"] != expected_type:
+                raise InvalidToken("wrong_type", f"A {decoded['type']} token cannot be used here.")
+            return decoded
         claims = self._verified.get(token)
         if claims is not None:
             if claims["exp"] + self.leeway <= time.time():
                 del self._verified[token]
                 raise InvalidToken("expired", "The token has expired.")
         else:
-            claims = self._decode(token)
+            claims = {name: _frozen(value) for name, value in self._decode(token).items()}
             if self.cache_size:
                 self._verified[token] = claims
                 if len(self._verified) > self.cache_size:
                     self._verified.popitem(last=False)
         if claims["type"] != expected_type:
             raise InvalidToken("wrong_type", f"A {claims['type']} token cannot be used here; send {expected_type}.")
-        return claims
+        return dict(claims)
 
-    def _decode(self, token: str) -> Claims:
+    def _decode(self, token: str, *, verify_exp: bool = True) -> Claims:
         if len(token) > self.max_length:
             raise InvalidToken("too_long", "The token is too long.")
         try:
@@ -127,12 +160,14 @@ class TokenVerifier:
             raise InvalidToken("malformed", "The token is not a well-formed JWT.") from None
         if not isinstance(header, dict) or header.get("alg") != self.algorithm:
             raise InvalidToken("wrong_algorithm", f"Only {self.algorithm} tokens are accepted.")
+        if "crit" in header:
+            raise InvalidToken("bad_header", "The token's crit header names extensions this server does not support.")
         try:
             claims: Claims = jwt.decode(
                 token,
                 self.key,
                 algorithms=[self.algorithm],
-                options=self._options,
+                options=self._options if verify_exp else {**self._options, "verify_exp": False},
                 issuer=self.issuer,
                 audience=self.audience,
             )
@@ -154,6 +189,8 @@ class TokenVerifier:
             raise InvalidToken("bad_claims", "The token's exp and iat must be numbers.")
         if claims["iat"] > now + self.leeway:
             raise InvalidToken("not_yet_valid", "The token was issued in the future.")
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise InvalidToken("bad_claims", f"The token lives longer than the {self.max_lifetime} s accepted here.")
         if "sid" in claims and (not isinstance(claims["sid"], str) or len(claims["sid"]) > 256):
             raise InvalidToken("bad_claims", "The token's sid claim must be a string.")
         return claims

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.breaker import RedisUnavailable
@@ -36,20 +37,26 @@ from service.state import Kapi
 logger = logging.getLogger("service")
 
 
-#: Where a token is optional. Everything else (listing writes, /auth/logout, sessions) needs one.
+#: Where a token is optional. Everything else (listing writes, sessions) needs one.
 PUBLIC_ENDPOINTS = (
     "GET /listings",
     "GET /listings/{listing_id}",
     *auth.PUBLIC,
-    "/health",
-    "/ready",
     "/metrics",
     "/openapi.json",
     "/docs",
     "/docs/assets",
-    "/test-redis",
-    "/test-cache",
 )
+DIAGNOSTIC_ENDPOINTS = ("/test-redis", "/test-cache")
+
+#: Where the gateway does not read the Authorization header at all (see ``gateway.AuthMiddleware``).
+IGNORE_TOKEN = (*auth.IGNORE_TOKEN, "/health", "/ready")
+
+#: Response headers browser code may read (CORS ``Access-Control-Expose-Headers``).
+EXPOSED_HEADERS = (
+    "RateLimit", "RateLimit-Policy", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After",
+    "ETag", "X-Cache", "X-Request-ID", "WWW-Authenticate", "Location",
+)  # fmt: skip
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
@@ -64,9 +71,24 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
 def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) -> list[Middleware]:
     """The gateway stack, outermost first: every request passes these before the router. (No
     ErrorBoundaryMiddleware: inside Starlette, the ``Exception`` handler below answers a bug with the
-    same problem+json 500.)"""
+    same problem+json 500.) CORS, when configured, sits outside the gateway: a preflight carries no
+    token, so it must be answered before authentication and rate limiting."""
+    cors = []
+    if settings.cors_origins:
+        cors = [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+                expose_headers=list(EXPOSED_HEADERS),
+                max_age=600,
+            )
+        ]
+    public = PUBLIC_ENDPOINTS + (DIAGNOSTIC_ENDPOINTS if settings.diagnostics else ())
     return [
         Middleware(MetricsMiddleware, metrics=kapi.metrics, resolver=EndpointResolver(routes), request_ids=True),
+        *cors,
         Middleware(HeaderLimitMiddleware, max_header_size=settings.max_header_size),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
         Middleware(
@@ -74,7 +96,8 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
             verifier=kapi.verifier,
             blacklist=kapi.blacklist,
             limiter=kapi.limiter,
-            public=PUBLIC_ENDPOINTS,
+            public=public,
+            ignore_token=IGNORE_TOKEN,
             default=Policy("default", settings.rate_limit),
             overrides=RATE_LIMIT_OVERRIDES,
             exempt=RATE_LIMIT_EXEMPT,
@@ -130,9 +153,22 @@ async def openapi(request: Request) -> Response:
 async def http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.detail else "The request could not be served."
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = f"Nothing here: {request.url.path[:200]}"
-    return ProblemResponse(exc.status_code, detail, headers=exc.headers)
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; list every route's.
+        headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
+    return ProblemResponse(exc.status_code, detail, headers=headers)
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path (HEAD wherever GET is)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods  # PARTIAL: the path matches, the method does not
+    return sorted(methods)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -143,6 +179,11 @@ async def server_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None = None) -> Starlette:
     """The service as an ASGI app; ``settings`` default to the environment and ``.env``."""
     settings = settings or Settings.from_environ()
+    if settings.production and settings.otp_test_numbers:
+        logger.warning(
+            "OTP_TEST_NUMBERS is set in production: %d number(s) sign in with a fixed code and receive no SMS",
+            len(settings.otp_test_numbers),
+        )
     kapi = Kapi(settings=settings, otp_sender=otp_sender or LogOtpSender(reveal_code=not settings.production))
 
     @contextlib.asynccontextmanager

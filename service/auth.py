@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.auth import bearer_token, challenge
 from gateway.blacklist import Verdict
 from gateway.breaker import RedisUnavailable
 from gateway.otp import OtpCheck
@@ -79,12 +81,24 @@ def accepted_phone(raw: str, test_numbers: Mapping[str, str]) -> str | None:
     return normalise_phone(raw) or (raw if raw in test_numbers else None)
 
 
+logger = logging.getLogger("service.auth")
+
+
 def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def redis_down() -> ProblemResponse:
     return ProblemResponse(503, "Sign-in is unavailable while Redis is unreachable.", headers={"Retry-After": "2"})
+
+
+def phone_locked(seconds: int) -> ProblemResponse:
+    return ProblemResponse(
+        429,
+        f"Too many wrong codes for this number; try again in {seconds} s.",
+        title="Too Many Requests",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def bad_phone() -> ProblemResponse:
@@ -119,6 +133,14 @@ async def request_otp(request: Request) -> Response:
     fixed = kapi.settings.otp_test_numbers.get(phone)
     code = fixed or kapi.otp.new_code()
     try:
+        locked = await kapi.otp.locked_for(phone)
+        if locked:
+            return phone_locked(locked)
+        if fixed is None and not await kapi.spend_send_budget():
+            logger.error("ALERT: the OTP send budget (OTP_SEND_BUDGET) is spent; codes are refused until it refills")
+            return ProblemResponse(
+                503, "Sign-in codes cannot be sent right now; try again later.", headers={"Retry-After": "60"}
+            )
         await kapi.otp.store(phone, code)
     except RedisUnavailable:
         return redis_down()
@@ -139,6 +161,8 @@ async def login_phone(request: Request) -> Response:
         check, tries_left = await kapi.otp.verify(phone, body.code)
     except RedisUnavailable:
         return redis_down()
+    if check is OtpCheck.PHONE_LOCKED:
+        return phone_locked(tries_left)
     if check is OtpCheck.NO_CODE:
         return ProblemResponse(400, "No active code for this number; request one with POST /auth/otp.")
     if check is OtpCheck.LOCKED:
@@ -154,12 +178,27 @@ async def login_phone(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """Revoke the bearer token and end its login in one atomic step. The gateway does not read this
+    route's token (``ignore_token``), so a repeated logout, or one with an already expired or revoked
+    token, answers 204 as RFC 7009 §2.2 does; only a token that is not ours (bad signature, garbage)
+    or none at all is a 401."""
     kapi = Kapi.of(request)
-    claims = claims_of(request)
     try:
-        await kapi.blacklist.revoke(claims)
-        if "sid" in claims:
-            await kapi.sessions.end(claims["sub"], claims["sid"])
+        token = bearer_token(request.scope)
+        if token is None:
+            return challenge(None, "A bearer token is required.")
+        claims = kapi.verifier.verify(token, allow_expired=True)
+    except InvalidToken as exc:
+        return challenge(exc.description, exc.description)
+    try:
+        await kapi.sessions.end_and_revoke(
+            claims["sub"],
+            claims.get("sid"),
+            blacklist_key=kapi.blacklist.blacklist_key(claims),
+            exp=claims["exp"],
+            leeway=kapi.blacklist.leeway,
+            max_ttl=kapi.blacklist.max_ttl,
+        )
     except RedisUnavailable:
         return redis_down()
     return Response(status_code=204)
@@ -175,6 +214,8 @@ async def logout_all(request: Request) -> Response:
 
 
 async def refresh(request: Request) -> Response:
+    """Rotate a refresh token. The route authenticates by its body: an expired access token that the
+    client still sends in ``Authorization`` does not block it (the gateway ignores that header here)."""
     body = await parse_body(request, RefreshRequest)
     if isinstance(body, Response):
         return body
@@ -182,22 +223,20 @@ async def refresh(request: Request) -> Response:
     try:
         claims = kapi.verifier.verify(body.refresh_token, expected_type="refresh")
     except InvalidToken as exc:
-        return ProblemResponse(401, exc.description, headers={"WWW-Authenticate": 'Bearer realm="kapi"'})
+        return challenge(exc.description, exc.description)
     if "sid" not in claims:
-        return ProblemResponse(401, "The refresh token has no session.")
+        return challenge("The refresh token has no session.", "The refresh token has no session.")
     user_id, sid = claims["sub"], claims["sid"]
+    pair = kapi.issuer.issue_pair(user_id, session_id=sid)
     try:
-        verdict = await kapi.blacklist.verdict(claims)
-        if verdict is not Verdict.VALID:
-            return ProblemResponse(401, verdict.description)
-        pair = kapi.issuer.issue_pair(user_id, session_id=sid)
         rotation = await kapi.sessions.rotate(user_id, sid, presented_jti=claims["jti"], new_jti=pair.refresh["jti"])
     except RedisUnavailable:
         return redis_down()
     if rotation is Rotation.REUSED:
-        return ProblemResponse(401, "This refresh token was already used; the session has been ended. Log in again.")
+        detail = "This refresh token was already used; the session has been ended. Log in again."
+        return challenge(detail, detail)
     if rotation is Rotation.NO_SESSION:
-        return ProblemResponse(401, Verdict.SESSION_ENDED.description)
+        return challenge(Verdict.SESSION_ENDED.description, Verdict.SESSION_ENDED.description)
     return JSON(token_body(pair))
 
 
@@ -255,5 +294,11 @@ routes = [
 PUBLIC = (
     "POST /auth/otp",
     "POST /auth/login/phone",
+)
+
+#: Endpoints whose Authorization header the gateway does not read: refresh authenticates by its body,
+#: logout checks its token itself (an already revoked one is fine: logging out twice is a 204).
+IGNORE_TOKEN = (
     "POST /auth/refresh",
+    "POST /auth/logout",
 )

@@ -23,6 +23,48 @@ RateLimitFallback = Literal["local", "open", "closed"]
 _ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 _DEV_SECRET_FILE = Path(".kapi/dev-jwt-secret")
 
+#: Variables whose value is never shown in a message, and those shown with the URL's password hidden.
+_SECRET_VARIABLES = frozenset({"JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_PREVIOUS_SECRETS", "REDIS_PASSWORD"})
+_URL_VARIABLES = frozenset({"REDIS_URL", "DATABASE_URL", "JWT_JWKS_URL"})
+
+#: Secrets this repository ships in examples, tests and old compose files: refused in production, since
+#: anyone can read them and mint tokens. (Together with any value that says it is a placeholder.)
+SHIPPED_SECRETS = frozenset(
+    {
+        "change-me-to-a-long-random-secret-before-deploying",
+        "test-secret-that-is-long-enough-for-hs256-0123456789",
+        "example-secret-example-secret-example-secret",
+        "a-test-secret-of-a-decent-length-0123456789",
+    }
+)
+_PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "your-secret", "placeholder")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (``redis://user:***@host/0``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def shown(name: str, raw: str) -> str:
+    """How a variable's value may appear in a message: never a secret, never a URL's password."""
+    if name in _SECRET_VARIABLES:
+        return f"{name} (value hidden)"
+    if name in _URL_VARIABLES:
+        return f"{name}={redact_url(raw)!r}"
+    return f"{name}={raw!r}"
+
+
+def is_placeholder(secret: str) -> bool:
+    lowered = secret.strip().lower()
+    return lowered in SHIPPED_SECRETS or any(word in lowered for word in _PLACEHOLDER_WORDS)
+
 
 class SettingsError(ValueError):
     """A setting has a bad value; the message names the variable."""
@@ -52,14 +94,19 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: int = 30
+    jwt_max_lifetime: int = 30 * 86400
     access_token_ttl: int = 86400
     refresh_token_ttl: int = 30 * 86400
+    refresh_reuse_grace: int = 30
     rate_limit: tuple[Limit, ...] = (Limit(100, 3600),)
     rate_limit_tiers: Mapping[str, tuple[Limit, ...]] = field(default_factory=lambda: {"pro": (Limit(1000, 3600),)})
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
     session_ttl: int = 86400
     otp_test_numbers: Mapping[str, str] = field(default_factory=dict)
+    otp_max_failures: int = 10
+    otp_send_budget: tuple[Limit, ...] = (Limit(1000, 3600),)
+    cors_origins: tuple[str, ...] = ()
     auth_fail_open: bool = False
     rate_limit_on_redis_error: RateLimitFallback = "local"
     max_body_size: int = 65536
@@ -83,7 +130,8 @@ class Settings:
             try:
                 return cast(raw) if raw is not None else None  # type: ignore[return-value]
             except (ValueError, TypeError) as exc:
-                raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+                reason = "not a valid value" if name in _SECRET_VARIABLES else str(exc)
+                raise SettingsError(f"{shown(name, raw or '')} is invalid: {reason}") from None
 
         env = get("ENV", _choice("development", "production"), "development")
         production = env == "production"
@@ -93,7 +141,15 @@ class Settings:
             raise SettingsError("JWT_SECRET is required when ENV=production")
         if secret and algorithm.startswith("HS") and production and len(secret) < 32:
             raise SettingsError("JWT_SECRET must be at least 32 characters for HMAC in production")
+        if secret and production and is_placeholder(secret):
+            raise SettingsError(
+                "JWT_SECRET is a placeholder shipped with Kapı (anyone can mint tokens with it); "
+                "set a long random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         public_key = get("JWT_PUBLIC_KEY", str, "") or None
+        access_ttl = get("ACCESS_TOKEN_TTL", _int_between(1, 86400 * 365), "86400")
+        refresh_ttl = get("REFRESH_TOKEN_TTL", _int_between(1, 86400 * 365), str(30 * 86400))
+        max_lifetime = max(access_ttl, refresh_ttl)
 
         settings = cls(
             env=env,  # type: ignore[arg-type]
@@ -118,14 +174,19 @@ class Settings:
             jwt_issuer=get("JWT_ISSUER", str, "") or None,
             jwt_audience=get("JWT_AUDIENCE", str, "") or None,
             jwt_leeway=get("JWT_LEEWAY", _int_between(0, 300), "30"),
-            access_token_ttl=get("ACCESS_TOKEN_TTL", _int_between(1, 86400 * 365), "86400"),
-            refresh_token_ttl=get("REFRESH_TOKEN_TTL", _int_between(1, 86400 * 365), str(30 * 86400)),
+            jwt_max_lifetime=get("JWT_MAX_LIFETIME", _int_between(1, 86400 * 3650), str(max_lifetime)),
+            access_token_ttl=access_ttl,
+            refresh_token_ttl=refresh_ttl,
+            refresh_reuse_grace=get("REFRESH_REUSE_GRACE", _int_between(0, 3600), "30"),
             rate_limit=get("RATE_LIMIT", parse_limits, "100/hour"),
             rate_limit_tiers=get("RATE_LIMIT_TIERS", _tiers, "pro:1000/hour"),
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
             otp_test_numbers=get("OTP_TEST_NUMBERS", _otp_numbers, ""),
+            otp_max_failures=get("OTP_MAX_FAILURES", _int_between(1, 10_000), "10"),
+            otp_send_budget=get("OTP_SEND_BUDGET", parse_limits, "1000/hour"),
+            cors_origins=get("CORS_ORIGINS", _origins, ""),
             auth_fail_open=get("AUTH_FAIL_OPEN", _boolean, "false"),
             rate_limit_on_redis_error=get("RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"),  # type: ignore[arg-type]
             max_body_size=get("MAX_BODY_SIZE", _int_between(1024, 64 * 1024 * 1024), "65536"),
@@ -133,6 +194,11 @@ class Settings:
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
+        if settings.jwt_max_lifetime < max_lifetime:
+            raise SettingsError(
+                f"JWT_MAX_LIFETIME={settings.jwt_max_lifetime} is shorter than the tokens this service mints "
+                f"(ACCESS_TOKEN_TTL/REFRESH_TOKEN_TTL up to {max_lifetime} s)"
+            )
         if not secret:  # only once every other setting is known to be good
             settings = replace(settings, jwt_secret=Secret(_development_secret()))
         return settings
@@ -244,6 +310,15 @@ def _tiers(raw: str) -> dict[str, tuple[Limit, ...]]:
             raise ValueError(f"{item!r} is not <tier>:<limits>, e.g. pro:1000/hour")
         tiers[name.strip()] = parse_limits(limits)
     return tiers
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = _csv(raw)
+    for origin in origins:
+        scheme, sep, host = origin.partition("://")
+        if origin != "*" and (not sep or scheme not in ("http", "https") or not host or "/" in host):
+            raise ValueError(f"{origin!r} is not an origin such as https://app.example.com (or *)")
+    return origins
 
 
 def _otp_numbers(raw: str) -> dict[str, str]:

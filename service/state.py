@@ -78,6 +78,7 @@ class Kapi:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway=settings.jwt_leeway,
+            max_lifetime=settings.jwt_max_lifetime,
         )
         self.issuer = TokenIssuer(
             key=secret,
@@ -87,12 +88,28 @@ class Kapi:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
-        longest = max(settings.access_token_ttl, settings.refresh_token_ttl)
         self.blacklist = TokenBlacklist(
-            redis, keys=self.keys, max_ttl=longest, session_ttl=settings.session_ttl, breaker=self.breaker
+            redis,
+            keys=self.keys,
+            leeway=settings.jwt_leeway,
+            max_lifetime=settings.jwt_max_lifetime,
+            session_ttl=settings.session_ttl,
+            breaker=self.breaker,
         )
-        self.sessions = SessionStore(redis, keys=self.keys, ttl=settings.session_ttl, breaker=self.breaker)
-        self.otp = OtpStore(redis, secret=b"otp:" + secret.encode(), keys=self.keys, breaker=self.breaker)
+        self.sessions = SessionStore(
+            redis,
+            keys=self.keys,
+            ttl=settings.session_ttl,
+            refresh_grace=settings.refresh_reuse_grace,
+            breaker=self.breaker,
+        )
+        self.otp = OtpStore(
+            redis,
+            secret=b"otp:" + secret.encode(),
+            keys=self.keys,
+            max_failures=settings.otp_max_failures,
+            breaker=self.breaker,
+        )
         self.client_ip = ClientAddress(settings.trusted_proxies)
         self.limiter = RateLimiter(redis, breaker=self.breaker)
         self.local_limiter = LocalLimiter()
@@ -128,12 +145,23 @@ class Kapi:
     async def limit_phone(self, phone: str) -> ProblemResponse | None:
         """``POST /auth/otp``'s per-number limit (the number is in the body, so the middleware cannot
         see it): 429 once a number has asked for 5 codes in an hour."""
-        key = self.keys.user("rate_limit", f"phone:{phone}", "POST /auth/otp")
+        key = self.keys.owned("rate_limit", Keys.client("phone", phone), "POST /auth/otp")
         try:
             decision = await self.limiter.hit(key, OTP_PER_PHONE.limits)
         except RedisUnavailable:
             decision = self.local_limiter.hit(key, OTP_PER_PHONE.limits)
         return None if decision.admitted else too_many_requests(OTP_PER_PHONE, decision)
+
+    async def spend_send_budget(self) -> bool:
+        """One code from the global budget (``OTP_SEND_BUDGET``, all numbers together): False once it
+        is spent, which is how SMS pumping shows itself. Without Redis the local limiter counts."""
+        policy = Policy("otp-send-budget", self.settings.otp_send_budget)
+        key = self.keys("rate_limit:otp_send_budget")
+        try:
+            decision = await self.limiter.hit(key, policy.limits)
+        except RedisUnavailable:
+            decision = self.local_limiter.hit(key, policy.limits)
+        return decision.admitted
 
     async def invalidate_listing(self, listing_id: int) -> None:
         """Delete the cache entry after a write. If Redis cannot be reached the key goes to the

@@ -1,13 +1,12 @@
 -- The composed gateway step: revocation check and rate limit in one round trip.
 -- KEYS[1..4] as auth_check.lua (blacklist, session, logout_all, epoch)   KEYS[5] the rate-limit key
--- ARGV[1..5] as auth_check.lua (sid, iat, touch interval, session TTL, check epoch)
+-- ARGV[1..5] as auth_check.lua (sid, iat, touch ms, idle ms, check epoch)
 -- ARGV[6] nonce   ARGV[7..] amount1, window1_ms, ...
 -- Returns {verdict} when the token is refused (nothing is counted), else {0, <rate_limit() result>...}.
 --!include revocation
 --!include ratelimit
-local time = redis.call('TIME')
-local now = tonumber(time[1])
-local verdict = check_token(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), now, tonumber(ARGV[3]),
+local now_ms = server_ms()
+local verdict = check_token(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), now_ms, tonumber(ARGV[3]),
   tonumber(ARGV[4]), ARGV[5] == '1')
 if verdict ~= 0 then
   return {verdict}
@@ -16,6 +15,6 @@ local limits = {}
 for i = 7, #ARGV do
   limits[#limits + 1] = tonumber(ARGV[i])
 end
-local result = rate_limit(KEYS[5], now * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[6], limits)
+local result = rate_limit(KEYS[5], now_ms, ARGV[6], limits)
 table.insert(result, 1, 0)
 return result

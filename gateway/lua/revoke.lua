@@ -1,13 +1,6 @@
--- Revoke one token until it would have expired anyway.
--- KEYS[1] blacklist:{jti}
--- ARGV[1] the token's exp (Unix seconds)   ARGV[2] longest TTL to keep, seconds
--- Returns the TTL set, or 0 when the token had already expired (nothing to store).
-local exp = tonumber(ARGV[1])
-local max_ttl = tonumber(ARGV[2])
-local now = tonumber(redis.call('TIME')[1])
-local ttl = math.min(exp - now, max_ttl)
-if ttl <= 0 then
-  return 0
-end
-redis.call('SET', KEYS[1], '1', 'EX', ttl)
-return ttl
+-- Revoke one token until no verifier would accept it any more.
+-- KEYS[1] blacklist:{user_id}:{jti}
+-- ARGV[1] the token's exp (Unix s)   ARGV[2] leeway, s   ARGV[3] longest TTL to keep, s
+-- Returns the TTL set, or 0 when the token is already past exp + leeway.
+--!include revoke_lib
+return revoke_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from gateway.redis_server import RedisServer
 from service.app import create_app
 from tests.conftest import CODE_A, PHONE_A, TEST_SECRET, bearer, http_client, login, make_settings
 from tests.processes import ServiceProcess, service_env
+
+PRODUCTION_SECRET = "prod-" + secrets.token_urlsafe(40)  # the repository's test secret is refused in production
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +125,7 @@ async def test_docs_page_loads_its_assets_from_the_service(redis_server: RedisSe
 @pytest.mark.slow
 def test_json_logs_in_production_with_request_ids_and_no_secrets(own_redis_server: RedisServer, tmp_path: Path) -> None:
     env = service_env(own_redis_server.url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
-                      env="production", log_level="INFO")  # fmt: skip
+                      env="production", log_level="INFO", jwt_secret=PRODUCTION_SECRET)  # fmt: skip
     with ServiceProcess(env, cwd=tmp_path) as service, httpx.Client(base_url=service.url) as client:
         client.post("/auth/otp", json={"phone": "+905551234567"})
         client.post("/auth/otp", json={"phone": PHONE_A})
@@ -135,7 +138,7 @@ def test_json_logs_in_production_with_request_ids_and_no_secrets(own_redis_serve
     assert {"time", "level", "logger", "message", "request_id"} <= set(records[0])
     assert any(r["request_id"] == "trace-42" for r in records)  # the access log line of that request
     text = service.log.read_text()
-    for secret in (TEST_SECRET, tokens["access_token"], tokens["refresh_token"], CODE_A):
+    for secret in (PRODUCTION_SECRET, tokens["access_token"], tokens["refresh_token"], CODE_A):
         assert secret not in text
 
 
