@@ -153,6 +153,12 @@ async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
         started = _time.perf_counter()
         await client.ping()
         checks.append(("PING", True, f"PONG from {target} in {(_time.perf_counter() - started) * 1000:.1f} ms"))
+        from service.diagnostics import eviction_warnings
+
+        policy = (await client.info("memory")).get("maxmemory_policy")
+        warnings = eviction_warnings(policy)
+        checks.append(("the eviction policy keeps revocations", not warnings,
+                       warnings[0] if warnings else f"maxmemory-policy is {policy}"))  # fmt: skip
         names = ["gateway", "auth_check", "rate_limit", "cache_get", "cache_fill", "revoke", "session_open"]
         loaded = await client.script_exists(*[lua_sha(name) for name in names])
         missing = [name for name, ok in zip(names, loaded, strict=True) if not ok]
@@ -178,10 +184,11 @@ def doctor(args: argparse.Namespace) -> int:
     import asyncio
 
     checks = asyncio.run(_doctor(load_settings()))
+    # Scripts not yet loaded is not a failure (they load on first use); an evicting policy is a warning.
+    warn_only = ("scripts are loaded", "the eviction policy keeps revocations")
     for name, ok, detail in checks:
-        print(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-    # Scripts not yet loaded is not a failure: they load on first use.
-    failed = [name for name, ok, _ in checks if not ok and name != "scripts are loaded"]
+        print(f"{'ok  ' if ok else 'WARN' if name in warn_only else 'FAIL'}  {name}: {detail}")
+    failed = [name for name, ok, _ in checks if not ok and name not in warn_only]
     print("verdict: healthy" if not failed else f"verdict: {len(failed)} problem(s): {', '.join(failed)}")
     return 1 if failed else 0
 

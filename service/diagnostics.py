@@ -38,11 +38,14 @@ async def test_redis(request: Request) -> Response:
     except REDIS_ERRORS as exc:
         return redis_down(f"Redis is unreachable: {type(exc).__name__}.")
     hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
+    policy = info.get("maxmemory_policy")
     return JSON(
         {
             "status": "ok",
             "redis_version": info.get("redis_version"),
             "ping_ms": round(ping_ms, 3),
+            "maxmemory_policy": policy,
+            "warnings": eviction_warnings(policy),
             "used_memory": info.get("used_memory"),
             "used_memory_human": info.get("used_memory_human"),
             "connected_clients": info.get("connected_clients"),
@@ -52,6 +55,17 @@ async def test_redis(request: Request) -> Response:
             "circuit": kapi.breaker.state,
         }
     )
+
+
+def eviction_warnings(policy: str | None) -> list[str]:
+    """What is wrong with this eviction policy for the Redis that holds revocations, if anything."""
+    if policy in (None, "noeviction"):
+        return []
+    return [
+        f"maxmemory-policy is {policy}: under memory pressure Redis may evict blacklist:, logout_all: and "
+        "session: keys (they carry TTLs), silently undoing revocations. Use noeviction for the Redis that "
+        "holds security state (put the cache on a separate Redis if it must evict)."
+    ]
 
 
 #: The key families counted by /test-redis; a SCAN stops after this many keys (then counts are "at least").

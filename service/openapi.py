@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from service import auth, schemas
+from service.schemas import PRICE_PATTERN
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 _SCHEMAS: tuple[type[BaseModel], ...] = (
@@ -46,11 +47,18 @@ def _body(name: str, *, required: bool = True) -> dict[str, Any]:
 
 
 _ERRORS = {
+    "400": _problem("The code is wrong, expired or used up"),
     "401": _problem("Missing, invalid or revoked token"),
-    "413": _problem("Body too large"),
+    "403": _problem("Not the owner"),
+    "404": _problem("Not found"),
+    "413": _problem("Body larger than MAX_BODY_SIZE"),
     "422": _problem("Validation error"),
-    "429": _problem("Rate limit exceeded"),
-    "503": _problem("A dependency (Redis) is unreachable"),
+    "429": {**_problem("Rate limit exceeded"), "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    "431": _problem("Request headers too large"),
+    "503": {
+        **_problem("Redis (or the database) is unreachable"),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -58,133 +66,157 @@ def _errors(*codes: str) -> dict[str, Any]:
     return {code: _ERRORS[code] for code in codes}
 
 
-_QUERY = [
-    {"name": "city", "in": "query", "schema": {"type": "string", "maxLength": 100}, "description": "exact match"},
-    {"name": "min_price", "in": "query", "schema": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}},
-    {"name": "max_price", "in": "query", "schema": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}},
-    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": "substring"},
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 200}},
-]
+# Every operation can answer 431 (oversize headers). Operations the gateway checks a token on can answer
+# 401 for a bad one, and 503 when Redis cannot check it; every rate-limited one 429; with a body, 413.
+_GATED = ("401", "429", "431", "503")
+
+_QUERY: list[dict[str, Any]] = []  # filled from ListingQuery below, so the document says what it validates
 
 _CACHE_HEADERS = {
     "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}},
     "ETag": {"schema": {"type": "string"}},
 }
 
+_LISTING_ID = {
+    "name": "listing_id", "in": "path", "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+}  # fmt: skip
+
+#: A created listing's id, for the operations on /listings/{listing_id} (OpenAPI links: stateful testing).
+_LISTING_LINKS = {
+    name: {"operationId": name, "parameters": {"listing_id": "$response.body#/id"}}
+    for name in ("get_listing", "update_listing", "delete_listing")
+}
+
 OPERATIONS: dict[str, dict[str, Any]] = {
     "list_listings": {
         "summary": "Search listings, newest first",
         "parameters": _QUERY,
-        "responses": {"200": _json(_ref("ListingPage"), "A page of listings"), **_errors("422", "429")},
+        "responses": {"200": _json(_ref("ListingPage"), "A page of listings"), **_errors("422", *_GATED)},
     },
     "create_listing": {
         "summary": "Create a listing",
         "requestBody": _body("ListingCreate"),
         "responses": {
-            "201": {**_json(_ref("ListingOut"), "Created"), "headers": {"Location": {"schema": {"type": "string"}}}},
-            **_errors("401", "413", "422", "429"),
+            "201": {
+                **_json(_ref("ListingOut"), "Created"),
+                "headers": {"Location": {"schema": {"type": "string"}}},
+                "links": _LISTING_LINKS,
+            },
+            **_errors("413", "422", *_GATED),
         },
     },
     "get_listing": {
         "summary": "Read one listing through the Redis cache",
-        "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+        "parameters": [_LISTING_ID, {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
         "responses": {
             "200": {**_json(_ref("ListingOut"), "The listing"), "headers": _CACHE_HEADERS},
             "304": {"description": "Not modified", "headers": _CACHE_HEADERS},
-            "404": _problem("No such listing"),
-            **_errors("429"),
+            **_errors("404", *_GATED),
         },
     },
     "update_listing": {
         "summary": "Change a listing (owner only); its cache entry is gone before the response",
+        "parameters": [_LISTING_ID],
         "requestBody": _body("ListingUpdate"),
         "responses": {
             "200": _json(_ref("ListingOut"), "The updated listing"),
-            "403": _problem("Not the owner"),
-            "404": _problem("No such listing"),
-            **_errors("401", "413", "422", "429"),
+            **_errors("403", "404", "413", "422", *_GATED),
         },
     },
     "delete_listing": {
         "summary": "Delete a listing (owner only); its cache entry is gone before the response",
-        "responses": {
-            "204": {"description": "Deleted"},
-            "403": _problem("Not the owner"),
-            "404": _problem("No such listing"),
-            **_errors("401", "429"),
-        },
+        "parameters": [_LISTING_ID],
+        "responses": {"204": {"description": "Deleted"}, **_errors("403", "404", *_GATED)},
     },
     "request_otp": {
         "summary": "Send a one-time sign-in code (5 minutes, 5 tries)",
         "requestBody": _body("OtpRequest"),
-        "responses": {"202": _json({"type": "object"}, "Code sent"), **_errors("422", "429", "503")},
+        "responses": {"202": _json({"type": "object"}, "Code sent"), **_errors("413", "422", *_GATED)},
     },
     "login_phone": {
         "summary": "Exchange phone and code for tokens; creates the user on first login",
         "requestBody": _body("PhoneLogin"),
         "responses": {
             "200": _json(_ref("TokenResponse"), "Tokens"),
-            "400": _problem("Wrong, expired or locked code"),
-            **_errors("422", "429", "503"),
+            **_errors("400", "413", "422", *_GATED),
         },
     },
     "logout": {
-        "summary": "Revoke this token and end its session",
-        "responses": {"204": {"description": "Logged out"}, **_errors("401", "503")},
+        "summary": "Revoke this token and end its session (again: 204)",
+        "responses": {"204": {"description": "Logged out"}, **_errors(*_GATED)},
     },
     "logout_all": {
         "summary": "Revoke every token of this user issued so far",
-        "responses": {"204": {"description": "Logged out everywhere"}, **_errors("401", "503")},
+        "responses": {"204": {"description": "Logged out everywhere"}, **_errors(*_GATED)},
     },
     "refresh": {
-        "summary": "Rotate a refresh token for a new token pair (reuse ends the login)",
+        "summary": "Rotate a refresh token for a new token pair (reuse after the grace ends the login)",
         "requestBody": _body("RefreshRequest"),
-        "responses": {"200": _json(_ref("TokenResponse"), "New tokens"), **_errors("401", "422", "503")},
+        "responses": {"200": _json(_ref("TokenResponse"), "New tokens"), **_errors("413", "422", *_GATED)},
     },
     "list_sessions": {
         "summary": "Your active logins",
-        "responses": {"200": _json(_ref("SessionList"), "Sessions"), **_errors("401", "503")},
+        "responses": {"200": _json(_ref("SessionList"), "Sessions"), **_errors(*_GATED)},
     },
     "end_session": {
         "summary": "End one of your logins; its tokens stop working",
-        "responses": {
-            "204": {"description": "Ended"},
-            "404": _problem("You have no such session"),
-            **_errors("401", "503"),
-        },
+        "responses": {"204": {"description": "Ended"}, **_errors("404", *_GATED)},
     },
     "test_redis": {
-        "summary": "PING Redis: version and round-trip time",
-        "responses": {"200": _json(_ref("RedisStatus"), "Redis answers"), **_errors("503")},
+        "summary": "PING Redis: version, round-trip time, eviction policy warnings",
+        "responses": {"200": _json(_ref("RedisStatus"), "Redis answers"), **_errors(*_GATED)},
     },
     "write_test_cache": {
         "summary": "Write key test_cache with a 60 s TTL",
         "requestBody": _body("CacheProbeWrite", required=False),
-        "responses": {"201": _json(_ref("CacheProbe"), "Written"), **_errors("422", "503")},
+        "responses": {"201": _json(_ref("CacheProbe"), "Written"), **_errors("413", "422", *_GATED)},
     },
     "read_test_cache": {
         "summary": "Read key test_cache back",
         "responses": {
             "200": _json(_ref("CacheProbe"), "The cached value"),
-            "404": _problem("Expired or never written"),
-            **_errors("503"),
+            **_errors("404", *_GATED),
         },
     },
-    "health": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Alive")}},
+    "health": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Alive"), **_errors("431")}},
     "ready": {
         "summary": "Readiness: Redis and the database answer",
-        "responses": {"200": _json({"type": "object"}, "Ready"), **_errors("503")},
+        "responses": {"200": _json({"type": "object"}, "Ready"), **_errors("431", "503")},
     },
     "metrics": {
         "summary": "Prometheus metrics",
-        "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        "responses": {
+            "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors("401", "431", "503"),
+        },
     },
     "openapi": {
         "summary": "This document",
-        "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+        "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors(*_GATED)},
     },
 }
+
+
+def _query_parameters() -> list[dict[str, Any]]:
+    from service.store import ListingQuery
+
+    schema = ListingQuery.model_json_schema()
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if "anyOf" in prop:  # "x or null": a query parameter is simply left out
+            options = [option for option in prop.pop("anyOf") if option.get("type") != "null"]
+            prop = {**(options[0] if len(options) == 1 else {"anyOf": options}), **prop}
+            prop.pop("default", None)
+        if name in ("min_price", "max_price"):  # a query value is text: the price's string form
+            prop = {"type": "string", "pattern": PRICE_PATTERN}
+        parameters.append({"name": name, "in": "query", "schema": prop})
+    return parameters
+
+
+_QUERY.extend(_query_parameters())
+
 
 #: Operations that take a bearer token: True when required, False when optional.
 SECURED: dict[str, bool] = {
@@ -211,7 +243,8 @@ def build_openapi(
             operation = {"operationId": route.name, **OPERATIONS.get(route.name, {})}
             operation.setdefault("summary", (route.endpoint.__doc__ or route.name).strip().splitlines()[0])
             operation.setdefault("responses", {"200": {"description": "OK"}})
-            names = _PARAM.findall(route.path)
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            names = [name for name in _PARAM.findall(route.path) if name not in declared]
             if names:
                 path_params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
                 operation["parameters"] = path_params + list(operation.get("parameters", []))

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 # ISO 4217 active codes.
 CURRENCIES = frozenset(
@@ -19,10 +30,53 @@ CURRENCIES = frozenset(
 
 MAX_PRICE = Decimal("1000000000000")  # 10^12: fits BIGINT as minor units with room to spare
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
-City = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Price = Annotated[Decimal, Field(ge=0, lt=MAX_PRICE, decimal_places=2, allow_inf_nan=False)]
+# Each pattern below is exactly what the validator accepts, so the OpenAPI document (built from these
+# models) promises no more and no less than the service takes: schemathesis checks both directions.
+PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+_PRICE = re.compile(PRICE_PATTERN)
+# Some text that is not whitespace, and no NUL (PostgreSQL cannot store it).
+LINE_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
+def _price(value: Any) -> Decimal:
+    """A price: a string of digits with at most 2 decimals, or a JSON number that is one."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str):
+        if not _PRICE.match(value):
+            raise ValueError("must be a decimal string such as 1250.50 (at most 12 digits and 2 decimals)")
+        return Decimal(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    else:
+        raise ValueError("must be a decimal string such as 1250.50, or a number")
+    if not number.is_finite() or number < 0 or number >= MAX_PRICE or number != number.quantize(Decimal("0.01")):
+        raise ValueError("must be at least 0, below 10^12, with at most 2 decimals")
+    return number
+
+
+_PRICE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": PRICE_PATTERN},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e12, "multipleOf": 0.01},
+    ],
+    "examples": ["1250.50"],
+}
+_CURRENCY_SCHEMA = {"type": "string", "enum": sorted(CURRENCIES), "default": "TRY"}
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+# Lengths apply to the text as sent; surrounding whitespace is then removed. (The models check patterns
+# with Python's ``re``, as schemathesis does, so ``\s`` and ``str.strip`` agree on what whitespace is.)
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=LINE_PATTERN), AfterValidator(_strip)]
+Description = Annotated[str, Field(max_length=5000, pattern=TEXT_PATTERN)]
+City = Annotated[str, Field(min_length=1, max_length=100, pattern=LINE_PATTERN), AfterValidator(_strip)]
+Price = Annotated[Decimal, BeforeValidator(_price), WithJsonSchema(_PRICE_SCHEMA)]
+Currency = Annotated[str, AfterValidator(lambda value: _currency(value)), WithJsonSchema(_CURRENCY_SCHEMA)]
 
 
 def _currency(value: str) -> str:
@@ -34,42 +88,39 @@ def _currency(value: str) -> str:
 class ListingCreate(BaseModel):
     """A new listing. ``price`` may be a JSON string ("1250.50") or number; at most 2 decimals."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     title: Title
     description: Description = ""
     price: Price
-    currency: str = "TRY"
+    currency: Currency = "TRY"
     city: City
 
-    @field_validator("currency")
-    @classmethod
-    def _check_currency(cls, value: str) -> str:
-        return _currency(value)
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """A PATCH field is left out, never null: the document shows no ``null`` default."""
+    schema.pop("default", None)
 
 
 class ListingUpdate(BaseModel):
-    """A partial update: only the fields given change."""
+    """A partial update: only the fields given change (at least one; none may be null)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"minProperties": 1})
 
-    title: Title | None = None
-    description: Description | None = None
-    price: Price | None = None
-    currency: str | None = None
-    city: City | None = None
+    title: Title = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    description: Description = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    price: Price = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    currency: Currency = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    city: City = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
 
-    @field_validator("currency")
+    @model_validator(mode="before")
     @classmethod
-    def _check_currency(cls, value: str | None) -> str | None:
-        return None if value is None else _currency(value)
-
-    @field_validator("title", "price", "city")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be left out, but not null")
-        return value
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [name for name, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"may be left out, but not null: {', '.join(sorted(nulls))}")
+        return data
 
 
 class CacheProbeWrite(BaseModel):

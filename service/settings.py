@@ -41,15 +41,16 @@ _PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "repla
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (``redis://user:***@host/0``)."""
+    """The URL with any password replaced by ``***`` (``redis://user:***@host/0``); a lone user part,
+    which may be a password too, is hidden whole. Works on malformed URLs as well."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        scheme, rest = "", url
     userinfo, at, host = rest.rpartition("@")
     if not at:
         return url
     user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}{sep}{user + ':***' if colon else '***'}@{host}"
 
 
 def shown(name: str, raw: str) -> str:

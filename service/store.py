@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from databases import Database
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import ListingCreate, ListingUpdate, Price
+from service.schemas import TEXT_PATTERN, ListingCreate, ListingUpdate, Price
 
 Listing = dict[str, Any]
 
@@ -21,7 +19,7 @@ _MAX_ID = 2**63 - 1
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _search_text(title: str, description: str) -> str:
@@ -142,17 +140,20 @@ class ListingStore:
         return items, next_cursor
 
 
+CURSOR_PATTERN = r"^[0-9a-z]{1,13}$"
+
+
 class ListingQuery(BaseModel):
     """Query parameters of ``GET /listings``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", regex_engine="python-re")
 
-    city: str | None = Field(None, max_length=100)
+    city: str | None = Field(None, max_length=100, pattern=TEXT_PATTERN)
     min_price: Price | None = None
     max_price: Price | None = None
-    q: str | None = Field(None, max_length=200)
+    q: str | None = Field(None, max_length=200, pattern=TEXT_PATTERN)
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(None, pattern=CURSOR_PATTERN)
 
     @property
     def after_id(self) -> int | None:
@@ -160,15 +161,18 @@ class ListingQuery(BaseModel):
 
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": last_id})).rstrip(b"=").decode()
+    """An opaque page cursor: the last id shown, in base 36 (clients pass ``next_cursor`` back)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        last_id, digit = divmod(last_id, 36)
+        text = digits[digit] + text
+        if not last_id:
+            return text
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        raise ValueError("not a cursor this service issued") from None
-    after = data.get("after") if isinstance(data, dict) else None
-    if not isinstance(after, int) or not 0 < after <= _MAX_ID:
+    """Every string matching ``CURSOR_PATTERN`` is a cursor (ids past the largest are the largest)."""
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise ValueError("not a cursor this service issued")
-    return after
+    return min(int(cursor, 36), _MAX_ID)

@@ -353,3 +353,104 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
     await app({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     await app({"type": "websocket", "headers": []}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan", "websocket"]
+
+
+class CountingServer:
+    """A real HTTP server on 127.0.0.1 counting every request: a jku/x5u a verifier must never fetch."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.hits = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits += 1
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b'{"keys": []}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def with_header(extra: dict[str, Any], claims: dict[str, Any] | None = None) -> str:
+    now = _now()
+    body = {"sub": "42", "jti": f"j{time.monotonic_ns()}", "iat": now, "exp": now + 600, "type": "access"}
+    return str(jwt.encode({**body, **(claims or {})}, SECRET, algorithm="HS256", headers=extra))
+
+
+async def test_a_token_with_crit_is_refused(http: httpx.AsyncClient) -> None:
+    for crit in (["exp"], ["urn:example:must-understand"], []):
+        response = await http.get("/private", headers={"Authorization": f"Bearer {with_header({'crit': crit})}"})
+        assert_invalid_token(response)
+        assert "crit" in response.json()["detail"]
+
+
+async def test_jku_x5u_and_kid_are_never_followed(http: httpx.AsyncClient) -> None:
+    server = CountingServer()
+    try:
+        header = {"jku": f"{server.url}/jwks.json", "x5u": f"{server.url}/cert.pem", "kid": "whatever"}
+        signed = await http.get("/private", headers={"Authorization": f"Bearer {with_header(header)}"})
+        assert signed.status_code == 200  # verified with the configured key, headers ignored
+        forged = with_header(header).rsplit(".", 1)[0] + ".AAAA"
+        assert_invalid_token(await http.get("/private", headers={"Authorization": f"Bearer {forged}"}))
+        assert server.hits == 0
+    finally:
+        server.close()
+
+
+async def test_claims_handed_to_the_app_are_not_shared_between_requests(redis: Redis) -> None:
+    seen: list[Any] = []
+
+    async def meddle(request: Request) -> JSONResponse:
+        claims = request.user.claims
+        seen.append((claims.get("role"), claims["roles"]))
+        claims["role"] = "admin"  # a handler that "enriches" its claims
+        with pytest.raises((TypeError, AttributeError)):
+            claims["roles"].append("admin")  # nested values are read-only
+        return JSONResponse({})
+
+    routes = [Route("/meddle", meddle)]
+    app = AuthMiddleware(Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes)
+    value = token({"roles": ["reader"]})
+    async with client_for(app) as client:
+        for _ in range(3):  # the verified-token cache hands out the same token's claims each time
+            assert (await client.get("/meddle", headers={"Authorization": f"Bearer {value}"})).status_code == 200
+    assert seen == [(None, ("reader",))] * 3
+
+
+async def test_endpoint_names_must_match_a_route(redis: Redis) -> None:
+    routes = [Route("/private", private), Route("/public", public)]
+    with pytest.raises(ValueError, match="'GET /pubilc' matches no route"):
+        AuthMiddleware(
+            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public=["GET /pubilc"]
+        )
+    with pytest.raises(ValueError, match="POST /public"):
+        AuthMiddleware(
+            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public=["POST /public"]
+        )
+    with pytest.raises(TypeError, match="not one string"):
+        AuthMiddleware(
+            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public="GET /public"
+        )
+
+
+async def test_head_is_the_get_endpoint_and_cors_preflights_pass_untouched(http: httpx.AsyncClient) -> None:
+    head = await http.head("/public")  # public as "GET /public": HEAD shares its rule
+    assert head.status_code == 200 and head.content == b""
+    assert (await http.head("/private")).status_code == 401
+    preflight = await http.options(
+        "/private", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 405  # reached the app (no CORS layer here), not refused with a 401

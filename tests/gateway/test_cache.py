@@ -169,3 +169,18 @@ async def test_a_failed_invalidation_stays_pending_and_is_never_served_stale(own
     assert (await load.lookup(1)) == ({"v": "new"}, False)
     assert (await load.lookup(1)) == ({"v": "new"}, True)
     await client.aclose()
+
+
+async def test_a_cancelled_loader_hands_over_to_its_waiters(redis: Redis) -> None:
+    table = FakeTable({1: {"id": 1}}, delay=0.2)
+    load = cached("listing:{listing_id}", redis=redis)(table.get)
+    leader = asyncio.ensure_future(load.lookup(1))
+    await asyncio.sleep(0.05)  # the leader holds the lease and is reading the database
+    followers = [asyncio.ensure_future(load.lookup(1)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    leader.cancel()  # a client disconnect, a timeout middleware, an anyio cancel scope
+    results = await asyncio.wait_for(asyncio.gather(*followers), timeout=1.5)
+    assert [r.value for r in results] == [{"id": 1}] * 5  # a value, not the leader's CancelledError
+    assert leader.cancelled()
+    assert table.queries == 2  # the cancelled load and the one that took over (with the same lease)
+    assert orjson.loads(await redis.get("listing:1")) == {"id": 1}  # and it filled the cache

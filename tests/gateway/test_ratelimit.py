@@ -276,3 +276,47 @@ async def test_gateway_fails_closed_for_tokens_and_falls_back_for_limits(own_red
         anonymous = [(await http.get("/items/1")).status_code for _ in range(3)]
         assert anonymous == [200, 200, 429]  # the local limiter
     await redis.aclose()
+
+
+async def test_a_token_whose_sub_names_an_address_cannot_drain_that_addresses_budget(redis: Redis) -> None:
+    app = await gateway_app(redis, default="3/minute")
+    async with client(app, ip="10.1.2.3") as http:
+        forged = auth("ip:10.1.2.3")  # correctly signed, by an issuer that lets users pick their sub
+        assert [(await http.get("/items/1", headers=forged)).status_code for _ in range(4)] == [200] * 3 + [429]
+        assert (await http.get("/items/1")).status_code == 200  # the anonymous budget is untouched
+        assert (await http.get("/items/1")).headers["ratelimit-remaining"] == "1"
+    keys = sorted([key.decode() async for key in redis.scan_iter("rate_limit:*")])
+    assert keys == ["rate_limit:ip%3A10.1.2.3:GET /items/{item_id}", "rate_limit:ip:10.1.2.3:GET /items/{item_id}"]
+
+
+async def test_a_scan_of_unknown_paths_is_one_budget_and_one_key(redis: Redis) -> None:
+    app = await gateway_app(redis, default="1000/minute")
+    async with client(app) as http:
+        for i in range(300):
+            assert (await http.get(f"/wp-admin/{i}.php")).status_code == 404
+        assert (await http.request("BREW", "/coffee")).status_code == 404  # client-chosen methods too
+    keys = [key.decode() async for key in redis.scan_iter("rate_limit:*")]
+    assert keys == ["rate_limit:ip:127.0.0.1:unmatched"]
+
+
+async def test_head_shares_the_get_routes_auth_rule_and_budget(redis: Redis) -> None:
+    app = await gateway_app(redis, default="3/minute")
+    async with client(app) as http:
+        head = await http.head("/items/1")  # public as "GET /items/{item_id}"
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["ratelimit-remaining"] == "2"
+        assert (await http.get("/items/1")).headers["ratelimit-remaining"] == "1"
+        assert (await http.head("/items/1")).headers["ratelimit-remaining"] == "0"
+        assert (await http.get("/items/1")).status_code == 429
+    keys = [key.decode() async for key in redis.scan_iter("rate_limit:*")]
+    assert keys == ["rate_limit:ip:127.0.0.1:GET /items/{item_id}"]
+
+
+async def test_override_and_exempt_names_are_checked_against_the_routes(redis: Redis) -> None:
+    with pytest.raises(ValueError, match="overrides: 'POST /logn' matches no route"):
+        limited(redis, overrides={"POST /logn": "10/minute"})
+    with pytest.raises(ValueError, match="exempt: '/healthz'"):
+        limited(redis, exempt=["/healthz"])
+    with pytest.raises(TypeError, match="not one string"):
+        limited(redis, exempt="/health")
+    limited(redis, overrides={"POST /login": "10/minute"}, exempt=["/health"])  # the real names are fine

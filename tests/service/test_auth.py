@@ -14,9 +14,11 @@ from jose import jwt
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from gateway.limits import Limit
 from gateway.redis_server import RedisServer
 from service.app import create_app
 from tests.conftest import CODE_A, CODE_B, PHONE_A, PHONE_B, bearer, login, make_settings, serve
+from tests.monitor import client_commands
 
 pytestmark = pytest.mark.anyio
 
@@ -283,3 +285,67 @@ async def test_auth_fails_closed_when_redis_is_down(own_redis_server: RedisServe
         assert refused.status_code == 503 and "retry-after" in refused.headers
         assert (await client.post("/auth/otp", json={"phone": PHONE_A})).status_code == 503
         assert (await client.get("/listings")).status_code == 200  # anonymous reads still work
+
+
+async def test_wrong_codes_are_capped_per_phone_per_day_whatever_the_resends(settings: Any, redis: Redis) -> None:
+    async with serve(create_app(replace(settings, otp_max_failures=7))) as client:
+        wrong = []
+        for _ in range(2):  # each resend gives a fresh code with 5 tries; the day's count goes on
+            assert (await client.post("/auth/otp", json={"phone": PHONE_B})).status_code == 202
+            for _ in range(5):
+                wrong.append(await client.post("/auth/login/phone", json={"phone": PHONE_B, "code": "000000"}))
+        assert [r.status_code for r in wrong] == [400] * 7 + [429] * 3
+        locked = wrong[-1]
+        assert locked.headers["content-type"] == "application/problem+json"
+        assert 86390 <= int(locked.headers["retry-after"]) <= 86400
+        resend = await client.post("/auth/otp", json={"phone": PHONE_B})
+        assert resend.status_code == 429  # no new code for a locked number either
+        right = await client.post("/auth/login/phone", json={"phone": PHONE_B, "code": CODE_B})
+        assert right.status_code == 429  # even the right code
+        assert (await client.post("/auth/otp", json={"phone": PHONE_A})).status_code == 202  # others unaffected
+    assert 86390 <= await redis.ttl(f"otp_failures:{PHONE_B}") <= 86400
+
+
+async def test_the_global_send_budget_stops_sms_pumping(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    outbox = Outbox()
+    budget = replace(settings, otp_send_budget=(Limit(3, 3600),))
+    async with serve(create_app(budget, otp_sender=outbox)) as client:
+        numbers = [f"+90555123450{i}" for i in range(5)]
+        statuses = [(await client.post("/auth/otp", json={"phone": n})).status_code for n in numbers]
+        assert statuses == [202, 202, 202, 503, 503]
+        assert len(outbox.sent) == 3
+        refused = await client.post("/auth/otp", json={"phone": "+905551234599"})
+        assert refused.headers["content-type"] == "application/problem+json" and "retry-after" in refused.headers
+        # Test numbers send nothing, so they spend nothing: app-store reviewers still get in.
+        assert (await client.post("/auth/otp", json={"phone": PHONE_A})).status_code == 202
+    assert any("ALERT" in r.getMessage() and "OTP_SEND_BUDGET" in r.getMessage() for r in caplog.records)
+
+
+async def test_test_numbers_in_production_are_a_start_up_warning(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_app(replace(settings, env="production", diagnostics=False))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("OTP_TEST_NUMBERS" in w and "3 number(s)" in w for w in warnings)
+
+
+async def test_logout_is_one_atomic_step_even_when_redis_refuses_writes(
+    anon: httpx.AsyncClient, redis: Redis, redis_server: RedisServer
+) -> None:
+    tokens = await login(anon)
+    async with client_commands(redis_server.url) as seen:
+        await redis.config_set("maxmemory", 1)  # Redis is full: -OOM for writes (noeviction)
+        try:
+            outcome = await anon.post("/auth/logout", headers=bearer(tokens))
+        finally:
+            await redis.config_set("maxmemory", 0)
+    # The gateway's rate-limit step, then the logout: one script that revokes and ends the login.
+    assert [name for name in seen.names() if name != "CONFIG"] == ["EVALSHA", "EVALSHA"]
+    blacklisted = [key async for key in redis.scan_iter("blacklist:*")] != []
+    session_alive = await redis.hlen("session:1") > 0
+    # Both done (204) or neither (503, a clean problem): never a revoked token with a live session.
+    assert blacklisted is not session_alive
+    assert outcome.status_code == (204 if blacklisted else 503)
+    assert (await anon.post("/auth/logout", headers=bearer(tokens))).status_code == 204
+    assert (await anon.get("/auth/session", headers=bearer(tokens))).status_code == 401
+    assert (await anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401

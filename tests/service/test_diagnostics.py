@@ -116,3 +116,20 @@ async def test_unknown_paths_and_methods_are_problems(client: httpx.AsyncClient)
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     wrong = await client.put("/listings")
     assert wrong.status_code == 405 and wrong.headers["content-type"] == "application/problem+json"
+
+
+async def test_test_redis_warns_when_the_eviction_policy_can_drop_revocations(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    safe = (await client.get("/test-redis")).json()
+    assert safe["maxmemory_policy"] == "noeviction" and safe["warnings"] == []
+    for policy in ("volatile-lru", "allkeys-lfu", "volatile-ttl"):
+        await redis.config_set("maxmemory-policy", policy)
+        try:
+            body = (await client.get("/test-redis")).json()
+        finally:
+            await redis.config_set("maxmemory-policy", "noeviction")
+        assert body["maxmemory_policy"] == policy
+        assert (
+            len(body["warnings"]) == 1 and "blacklist:" in body["warnings"][0] and "noeviction" in body["warnings"][0]
+        )

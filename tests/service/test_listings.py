@@ -274,3 +274,27 @@ async def test_reads_fail_open_to_the_database_when_redis_is_down(
         else:  # a token cannot be checked for revocation: refused, nothing written
             assert updated.status_code == 503 and "retry-after" in updated.headers
             assert (await client.get(f"/listings/{listing['id']}")).json()["price"] == "1250.50"
+
+
+async def test_head_on_a_public_get_route_is_served_with_its_headers_and_no_body(
+    client: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    listing = await create(client)
+    got = await anon.get(f"/listings/{listing['id']}")
+    head = await anon.head(f"/listings/{listing['id']}")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["x-cache"] == "HIT"
+    # One budget for GET and HEAD: the same policy, counting down together.
+    assert int(head.headers["ratelimit-remaining"]) == int(got.headers["ratelimit-remaining"]) - 1
+    assert (await anon.head("/listings")).status_code == 200
+
+
+async def test_405_lists_every_method_the_path_serves(client: httpx.AsyncClient) -> None:
+    for path, allowed in (("/listings", "GET, HEAD, POST"), ("/listings/1", "DELETE, GET, HEAD, PATCH")):
+        for method in ("PUT", "OPTIONS"):
+            response = await client.request(method, path)
+            assert response.status_code == 405
+            assert response.headers["allow"] == allowed
+            assert response.headers["content-type"] == "application/problem+json"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer
+from gateway.redis_server import RedisServer, find_redis_cli
 from service.app import create_app
 from tests.conftest import CODE_A, PHONE_A, TEST_SECRET, bearer, http_client, login, make_settings
 from tests.processes import ServiceProcess, service_env
@@ -154,6 +154,12 @@ def test_doctor_against_a_running_and_a_stopped_redis(own_redis_server: RedisSer
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "ok    Redis is running" in healthy.stdout and "ok    PING" in healthy.stdout
     assert "ok    the database is reachable" in healthy.stdout and "verdict: healthy" in healthy.stdout
+    assert "ok    the eviction policy keeps revocations: maxmemory-policy is noeviction" in healthy.stdout
+    subprocess.run([find_redis_cli(), "-p", str(own_redis_server.port), "config", "set", "maxmemory-policy",
+                    "allkeys-lru"], check=True, capture_output=True)  # fmt: skip
+    evicting = doctor(own_redis_server.url, tmp_path)
+    assert evicting.returncode == 0 and "verdict: healthy" in evicting.stdout  # a warning, not a failure
+    assert "WARN  the eviction policy keeps revocations: maxmemory-policy is allkeys-lru" in evicting.stdout
     own_redis_server.kill()
     broken = doctor(own_redis_server.url, tmp_path)
     assert broken.returncode == 1

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.limits import Limit
-from service.settings import Settings, SettingsError
+from gateway.limits import Limit, parse_limits
+from service.settings import SHIPPED_SECRETS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,54 @@ def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Pa
     assert lines == ["kapi: configuration error: RATE_LIMIT='abc' is invalid: "
                      "'abc' is not a rate limit like '100/hour' or '5/2second'"]  # fmt: skip
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("REDIS_URL", "ftp://user:hunter2-password@redis.internal:6379/0", "hunter2-password"),
+        ("DATABASE_URL", "postgresql-no-scheme:hunter2-password@db", "hunter2-password"),
+        ("JWT_SECRET", "short-hunter2", "hunter2"),
+        ("REDIS_PASSWORD", "hunter2\x00", "hunter2"),
+    ],
+)
+def test_configuration_errors_never_print_a_secret(name: str, value: str, secret: str) -> None:
+    environ = {"JWT_SECRET": "x" * 40, name: value}
+    if name == "JWT_SECRET":
+        environ["ENV"] = "production"
+    if name == "REDIS_PASSWORD":
+        environ["REDIS_PORT"] = "x"  # a bad value elsewhere: the message must not carry the password either
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ(environ, env_file=None)
+    assert secret not in str(caught.value)
+    if name == "REDIS_URL":
+        assert str(caught.value).startswith("REDIS_URL='ftp://user:***@redis.internal:6379/0' is invalid")
+
+
+def test_production_refuses_the_secrets_this_repository_ships() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text() + (ROOT / "README.md").read_text()
+    for secret in (*SHIPPED_SECRETS, "change-me-to-something-long-enough-for-hs256"):
+        with pytest.raises(SettingsError, match="placeholder"):
+            Settings.from_environ({"ENV": "production", "JWT_SECRET": secret}, env_file=None)
+        Settings.from_environ({"JWT_SECRET": secret}, env_file=None)  # development: fine
+    assert "change-me" not in compose
+
+
+def test_new_settings_have_the_designs_defaults() -> None:
+    settings = Settings.from_environ({"JWT_SECRET": "x" * 40}, env_file=None)
+    assert settings.refresh_reuse_grace == 30
+    assert settings.otp_max_failures == 10 and settings.otp_send_budget == parse_limits("1000/hour")
+    assert settings.cors_origins == ()
+    assert settings.jwt_max_lifetime == 30 * 86400  # the longest token this service mints
+    with pytest.raises(SettingsError, match="JWT_MAX_LIFETIME"):
+        Settings.from_environ({"JWT_SECRET": "x" * 40, "JWT_MAX_LIFETIME": "3600"}, env_file=None)
+    with pytest.raises(SettingsError, match=r"^CORS_ORIGINS"):
+        Settings.from_environ({"JWT_SECRET": "x" * 40, "CORS_ORIGINS": "app.example.com"}, env_file=None)
+
+
+def test_the_python_requirement_is_what_the_code_needs() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"  # asyncio.timeout, tomllib, ...
+    assert project["tool"]["ruff"]["target-version"] == "py311"

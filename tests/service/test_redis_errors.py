@@ -1,0 +1,98 @@
+"""Redis answering with an error instead of vanishing (OOM, READONLY, NOSCRIPT), and an event loop
+stalled by another task: clean problems or normal answers, never a 500, and nothing refused while
+Redis is healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from gateway.redis_server import free_port
+from service.app import create_app
+from tests.conftest import bearer, login, serve
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+
+
+def own_task(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run a request in a context of its own, as a real server does (the breaker skips Redis for 1 s
+    within the context of a request that saw it fail)."""
+    return asyncio.create_task(request, context=contextvars.Context())
+
+
+@pytest.fixture
+async def service(settings: Any, redis: Redis) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], int]]:
+    async with serve(create_app(settings)) as client:
+        headers = bearer(await login(client))
+        created = await client.post("/listings", json={"title": "Saat", "price": "5", "city": "Bursa"}, headers=headers)
+        yield client, headers, created.json()["id"]
+
+
+async def test_out_of_memory_still_checks_tokens_and_limits_and_never_500s(service: Any, redis: Redis) -> None:
+    client, headers, listing_id = service
+    tokens = await login(client)
+    assert (await client.post("/auth/logout", headers=bearer(tokens))).status_code == 204
+    await redis.config_set("maxmemory", 1)  # -OOM command not allowed when used memory > 'maxmemory'
+    try:
+        # Redis checks OOM before a script's first write only (so a script is never left half done): the
+        # gateway step still runs whole, the cache's lease is refused and reads fall back to the database.
+        with_token = await own_task(client.get("/listings", headers=headers))
+        revoked = await own_task(client.get("/listings", headers=bearer(tokens)))
+        anonymous = await own_task(client.get(f"/listings/{listing_id}"))
+        write = await own_task(client.patch(f"/listings/{listing_id}", json={"price": "6"}, headers=headers))
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert with_token.status_code == 200 and "ratelimit-remaining" in with_token.headers
+    assert revoked.status_code == 401  # a revoked token never passes, full Redis or not
+    assert anonymous.status_code == 200 and anonymous.headers["x-cache"] == "MISS"
+    assert write.status_code == 200 and write.json()["price"] == "6.00"
+    assert (await client.get(f"/listings/{listing_id}")).json()["price"] == "6.00"  # nothing stale
+
+
+async def test_a_read_only_replica_is_a_clean_503(service: Any, redis: Redis) -> None:
+    client, headers, listing_id = service
+    await redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody there: READONLY, data kept
+    try:
+        refused = await own_task(client.get("/listings", headers=headers))
+        read = await own_task(client.get(f"/listings/{listing_id}"))
+    finally:
+        await redis.execute_command("REPLICAOF", "NO", "ONE")
+    assert refused.status_code == 503 and refused.headers["content-type"] == "application/problem+json"
+    assert read.status_code == 200
+    assert (await client.get("/listings", headers=headers)).status_code == 200
+
+
+async def test_flushed_scripts_are_loaded_again_transparently(service: Any, redis: Redis) -> None:
+    client, headers, listing_id = service
+    await redis.script_flush()  # what a restarted Redis, or SCRIPT FLUSH, leaves: NOSCRIPT
+    responses = await asyncio.gather(*(client.get(f"/listings/{listing_id}", headers=headers) for _ in range(20)))
+    assert {r.status_code for r in responses} == {200}
+
+
+async def test_an_event_loop_stall_refuses_nothing_while_redis_is_healthy(service: Any) -> None:
+    client, headers, listing_id = service
+
+    async def stall() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            time.sleep(0.15)  # noqa: ASYNC251 -- a CPU-bound task holding the loop past REDIS_TIMEOUT
+
+    async def signed_in_reads() -> list[int]:
+        statuses = []
+        for _ in range(8):
+            statuses += [r.status_code for r in await asyncio.gather(
+                *(client.get(f"/listings/{listing_id}", headers=headers) for _ in range(25))
+            )]  # fmt: skip
+        return statuses
+
+    statuses, _ = await asyncio.gather(signed_in_reads(), stall())
+    assert statuses.count(503) == 0 and set(statuses) == {200}
+    assert (await client.get("/test-redis")).json()["circuit"] == "closed"
