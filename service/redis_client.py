@@ -63,7 +63,9 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
     options = redis_options(settings)
     if settings.redis_mode == "cluster":
         url = settings.redis_url or f"redis://{settings.redis_host}:{settings.redis_port}"
-        cluster_options = {k: v for k, v in options.items() if k != "retry"}
+        # No retries: the cluster pipeline resends a whole failed batch, and a script that may have run
+        # must never be sent twice (gateway/scripts.py). MOVED/ASK redirections still work.
+        cluster_options = {**options, "retry": Retry(NoBackoff(), 0)}
         return RedisCluster.from_url(url, **cluster_options)
     if settings.redis_mode == "sentinel":
         if not settings.redis_sentinels:

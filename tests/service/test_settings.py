@@ -102,7 +102,7 @@ def test_configuration_errors_never_print_a_secret(name: str, value: str, secret
 
 
 def test_production_refuses_the_secrets_this_repository_ships() -> None:
-    compose = (ROOT / "docker-compose.yml").read_text() + (ROOT / "README.md").read_text()
+    compose = (ROOT / "docker-compose.yml").read_text() + (ROOT / "docker-compose.production.yml").read_text()
     for secret in (*SHIPPED_SECRETS, "change-me-to-something-long-enough-for-hs256"):
         with pytest.raises(SettingsError, match="placeholder"):
             Settings.from_environ({"ENV": "production", "JWT_SECRET": secret}, env_file=None)
