@@ -42,7 +42,7 @@ def test_schemathesis_with_every_check_finds_nothing(service: tuple[ServiceProce
     excluded = [arg for name in SESSION_ENDING for arg in ("--exclude-operation-id", name)]
     command = [
         st, "run", f"{process.url}/openapi.json", "--checks", "all", "--header", f"Authorization: Bearer {token}",
-        *excluded, "--max-examples", "40", "--seed", "20261201", "--workers", "2", "--no-color",
+        *excluded, "--max-examples", "40", "--seed", "20261201", "--workers", "1", "--no-color",
         "--generation-database", "none", "--request-timeout", "10",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
