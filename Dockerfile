@@ -5,7 +5,7 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY service ./service
 COPY Procfile ./
-RUN pip install --no-cache-dir ".[gunicorn]"
+RUN pip install --no-cache-dir ".[service,gunicorn]"
 # Run as an unprivileged user; /data (the SQLite volume) belongs to it.
 RUN useradd --system --uid 10001 --home-dir /app kapi && mkdir -p /data && chown kapi:kapi /data
 USER kapi

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from gateway.redis_server import RedisServer, free_port
+from gateway.testing import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

@@ -1,5 +1,7 @@
 """Kapı's gateway: pure ASGI middleware and Redis-backed building blocks for any ASGI app."""
 
+__version__ = "0.2.0"
+
 from gateway.auth import AuthMiddleware, TokenUser
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.bodylimit import BodyLimitMiddleware

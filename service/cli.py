@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.redis_server import RedisServer, free_port, ping, port_free
+from gateway.testing import RedisServer, free_port, ping, port_free
 from service.settings import Settings, SettingsError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")

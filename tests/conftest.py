@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from service.settings import Settings
 
@@ -30,26 +30,22 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# The servers come from Kapı's own pytest plugin (gateway.testing.plugin), as users' suites get them.
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(kapi_redis_server: RedisServer) -> RedisServer:
     """One server for the whole run; each test gets it flushed (it is ours, nobody else's)."""
-    with RedisServer() as server:
-        yield server
+    return kapi_redis_server
 
 
 @pytest.fixture
-def own_redis_server() -> Iterator[RedisServer]:
+def own_redis_server(kapi_own_redis_server: RedisServer) -> RedisServer:
     """A server for one test that may kill, pause or restart it."""
-    with RedisServer() as server:
-        yield server
+    return kapi_own_redis_server
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+def redis(kapi_redis: Redis) -> Redis:
+    return kapi_redis
 
 
 def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:

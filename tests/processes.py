@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from gateway.redis_server import free_port
+from gateway.testing import free_port
 from tests.conftest import TEST_NUMBERS, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]

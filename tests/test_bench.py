@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from tests.processes import ServiceProcess, service_env
 
 ROOT = Path(__file__).resolve().parents[1]

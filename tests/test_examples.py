@@ -12,7 +12,7 @@ import httpx
 import pytest
 from jose import jwt
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from gateway.breaker import CircuitBreaker
 from gateway.cache import cached
 from gateway.keys import Keys
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from tests.conftest import redis_client
 
 pytestmark = pytest.mark.anyio

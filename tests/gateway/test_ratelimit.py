@@ -21,7 +21,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.clientip import ClientAddress
 from gateway.limiter import RateLimiter
 from gateway.ratelimit import QUOTA_EXCEEDED, Policy, RateLimitMiddleware
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from gateway.stack import GatewayMiddleware
 from gateway.tokens import TokenVerifier
 from tests.conftest import redis_client

@@ -16,7 +16,7 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.limiter import RateLimiter
 from gateway.limits import parse_limits
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from gateway.scripts import lua_sha, lua_source, runner_for
 from tests.conftest import redis_client
 from tests.proxy import DroppingProxy

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from gateway.limits import Limit
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import CODE_A, CODE_B, PHONE_A, PHONE_B, bearer, login, make_settings, serve
 from tests.monitor import client_commands

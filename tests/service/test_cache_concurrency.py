@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import CODE_A, PHONE_A, bearer, http_client, login, make_settings, redis_client
 from tests.processes import ServiceProcess, run_load_clients, service_env

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import TEST_SECRET, make_settings, serve
 

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import RedisCluster as ClusterClient
 from starlette.applications import Starlette
 
-from gateway.redis_server import RedisCluster
+from gateway.testing import RedisCluster
 from service.app import create_app
 from tests.conftest import CODE_B, PHONE_A, PHONE_B, bearer, http_client, login, make_settings
 

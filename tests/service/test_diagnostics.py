@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from starlette.routing import Route
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import make_settings, serve
 

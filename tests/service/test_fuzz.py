@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from tests.conftest import CODE_A, PHONE_A
 from tests.processes import ROOT, ServiceProcess, service_env
 

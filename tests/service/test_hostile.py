@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from service.otp_sender import LogOtpSender, mask
 from tests.conftest import CODE_A, PHONE_A, bearer, http_client, make_settings

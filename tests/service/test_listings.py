@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import bearer, login, make_settings, postgres_database, serve
 

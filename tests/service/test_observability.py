@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer, find_redis_cli
+from gateway.testing import RedisServer, find_redis_cli
 from service.app import create_app
 from tests.conftest import CODE_A, PHONE_A, TEST_SECRET, bearer, http_client, login, make_settings
 from tests.processes import ServiceProcess, service_env

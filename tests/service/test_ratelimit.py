@@ -8,7 +8,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer
+from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import PHONE_A, PHONE_B, PHONE_C, bearer, http_client, make_settings
 from tests.monitor import client_commands

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.redis_server import RedisServer, free_port
+from gateway.testing import RedisServer, free_port
 from service.app import create_app
 from tests.conftest import bearer, login, serve
 from tests.proxy import DroppingProxy

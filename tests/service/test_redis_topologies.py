@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.redis_server import RedisServer, find_redis_server, free_port, ping
+from gateway.testing import RedisServer, find_redis_server, free_port, ping
 from service.app import create_app
 from tests.conftest import bearer, http_client, login, make_settings
 

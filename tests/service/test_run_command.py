@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.redis_server import free_port, ping
+from gateway.testing import free_port, ping
 
 ROOT = Path(__file__).resolve().parents[2]
 

