@@ -24,8 +24,8 @@ from starlette.routing import Route
 from gateway.auth import AuthMiddleware
 from gateway.blacklist import TokenBlacklist
 from gateway.breaker import CircuitBreaker
-from gateway.testing import RedisServer
 from gateway.sessions import SessionStore
+from gateway.testing import RedisServer
 from gateway.tokens import TokenIssuer, TokenVerifier
 from tests.conftest import redis_client
 

@@ -21,8 +21,8 @@ from gateway.breaker import CircuitBreaker
 from gateway.clientip import ClientAddress
 from gateway.limiter import RateLimiter
 from gateway.ratelimit import QUOTA_EXCEEDED, Policy, RateLimitMiddleware
-from gateway.testing import RedisServer
 from gateway.stack import GatewayMiddleware
+from gateway.testing import RedisServer
 from gateway.tokens import TokenVerifier
 from tests.conftest import redis_client
 from tests.monitor import client_commands
