@@ -1,12 +1,14 @@
-"""Kapı's auth middleware and cache decorator in a FastAPI app."""
+"""Kapı's gateway in a FastAPI app: the caller as a dependency (the OpenAPI lock), a route's own
+rate limit next to the route, and the cache decorator."""
 
 import os
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from gateway import AuthMiddleware, TokenBlacklist, TokenVerifier, cached
+from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, cached, limit
+from gateway.integrations.fastapi import CurrentUser
 
 state: dict[str, Redis] = {}
 
@@ -27,8 +29,14 @@ async def greeting(name: str) -> dict:
 
 
 @app.get("/me")
-async def me(request: Request) -> dict:
-    return await greeting(request.user.identity)
+async def me(user: CurrentUser) -> dict:
+    return await greeting(user.identity)
+
+
+@app.post("/messages")
+@limit("2/minute")  # this route's own limit, enforced by the gateway in its one round trip
+async def send_message(user: CurrentUser) -> dict:
+    return {"sent_by": user.identity}
 
 
 @app.get("/public")
@@ -36,10 +44,13 @@ async def public() -> dict:
     return {"public": True}
 
 
+redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
 app.add_middleware(
-    AuthMiddleware,
+    GatewayMiddleware,
     verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
-    blacklist=TokenBlacklist(lambda: state.get("redis"), sessions=False),
-    routes=app.routes,  # FastAPI's routes give the templates ("GET /me")
-    public=["GET /public", "/docs", "/openapi.json"],
+    blacklist=TokenBlacklist(redis),
+    limiter=RateLimiter(redis),
+    routes=app.routes,  # FastAPI's routes give the templates ("GET /me") and the @limit declarations
+    auth=AuthRules(public=["GET /public", "/docs", "/openapi.json"]),
+    limits=RateLimits(default="100/hour"),
 )

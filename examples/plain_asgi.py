@@ -1,10 +1,10 @@
-"""Kapı's auth middleware in front of a bare ASGI callable (no framework)."""
+"""Kapı's gateway in front of a bare ASGI callable (no framework): auth and rate limits in one round trip."""
 
 import os
 
 from redis.asyncio import Redis
 
-from gateway import AuthMiddleware, TokenBlacklist, TokenVerifier
+from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier
 
 redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"), socket_timeout=0.1)
 
@@ -16,10 +16,12 @@ async def hello(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
-app = AuthMiddleware(
+app = GatewayMiddleware(
     hello,
     verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
-    blacklist=TokenBlacklist(redis, sessions=False),  # tokens from another issuer carry no Kapı session
+    blacklist=TokenBlacklist(redis),  # tokens from another issuer: revocable by jti and log-out-all
+    limiter=RateLimiter(redis),
     patterns=["GET /public", "GET /private"],  # route templates, for apps without Starlette routes
-    public=["GET /public"],
+    auth=AuthRules(public=["GET /public"]),
+    limits=RateLimits(default="100/hour"),
 )

@@ -1,53 +1,133 @@
-"""Kapı's gateway: pure ASGI middleware and Redis-backed building blocks for any ASGI app."""
+"""Kapı's gateway: pure ASGI middleware and Redis-backed building blocks for any ASGI app.
+
+- ``GatewayMiddleware``: authentication and rate limiting in one Redis round trip (``checks``);
+  ``AuthMiddleware`` and ``RateLimitMiddleware`` do one each.
+- ``TokenVerifier``/``TokenIssuer`` (JWTs), ``TokenBlacklist`` (revocation), ``SessionStore``
+  (logins), ``OtpStore`` (one-time codes), ``DataLossEpoch``.
+- ``cached``: a read-through cache decorator with leases.
+- Smaller layers: ``ErrorBoundaryMiddleware``, ``BodyLimitMiddleware``, ``HeaderLimitMiddleware``,
+  ``RequestIdMiddleware``.
+- ``gateway.testing``: a real ``redis-server`` for tests (and its pytest plugin);
+  ``gateway.integrations``: FastAPI, Starlette and Django helpers.
+"""
 
 __version__ = "0.2.0"
 
-from gateway.auth import AuthMiddleware, TokenUser
+from gateway.auth import (
+    Anonymous,
+    Authenticator,
+    AuthFailure,
+    AuthMiddleware,
+    AuthRules,
+    TokenUser,
+    bearer_token,
+    challenge,
+)
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
-from gateway.breaker import CircuitBreaker, RedisUnavailable
-from gateway.cache import CachedFunction, CacheResult, cached
+from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
+from gateway.cache import CachedFunction, CacheResult, CacheStats, cached
+from gateway.checks import GatewayMiddleware, Outcome, RequestChecks
+from gateway.clientip import ClientAddress
+from gateway.epoch import DataLossEpoch
+from gateway.events import GatewayEvents
 from gateway.headerlimit import HeaderLimitMiddleware
-from gateway.keys import Keys
-from gateway.limiter import LocalLimiter, RateLimiter
-from gateway.limits import Limit, parse_limits
-from gateway.otp import OtpStore
+from gateway.keys import Keys, escape
+from gateway.otp import OtpCheck, OtpStore
 from gateway.problem import ProblemResponse
-from gateway.ratelimit import Policy, RateLimitMiddleware
-from gateway.requestid import RequestIdMiddleware
-from gateway.routing import EndpointResolver
-from gateway.sessions import SessionStore
-from gateway.stack import GatewayMiddleware
-from gateway.tokens import InvalidToken, TokenIssuer, TokenVerifier
+from gateway.ratelimit import (
+    QUOTA_EXCEEDED,
+    Decision,
+    Limit,
+    LimitState,
+    LocalLimiter,
+    Plan,
+    Policy,
+    PolicyChooser,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimits,
+    limit,
+    parse_limits,
+    too_many_requests,
+)
+from gateway.requestid import RequestIdMiddleware, assign_request_id, request_id
+from gateway.routing import UNMATCHED, EndpointResolver
+from gateway.scripts import scripts_loaded
+from gateway.sessions import Rotation, Session, SessionStore, SessionTiming
+from gateway.tokens import HMAC_ALGORITHMS, Claims, InvalidToken, TokenIssuer, TokenPair, TokenVerifier, new_id
+from gateway.types import ASGIApp, Message, Receive, RedisClient, RedisSource, Scope, Send
 
 __all__ = [
+    "HMAC_ALGORITHMS",
+    "QUOTA_EXCEEDED",
+    "REDIS_ERRORS",
+    "UNMATCHED",
+    "ASGIApp",
+    "Anonymous",
+    "AuthFailure",
     "AuthMiddleware",
+    "AuthRules",
+    "Authenticator",
     "BodyLimitMiddleware",
     "CacheResult",
+    "CacheStats",
     "CachedFunction",
     "CircuitBreaker",
+    "Claims",
+    "ClientAddress",
+    "DataLossEpoch",
+    "Decision",
     "EndpointResolver",
     "ErrorBoundaryMiddleware",
+    "GatewayEvents",
     "GatewayMiddleware",
     "HeaderLimitMiddleware",
     "InvalidToken",
     "Keys",
     "Limit",
+    "LimitState",
     "LocalLimiter",
+    "Message",
+    "OtpCheck",
     "OtpStore",
+    "Outcome",
+    "Plan",
     "Policy",
+    "PolicyChooser",
     "ProblemResponse",
     "RateLimitMiddleware",
     "RateLimiter",
+    "RateLimits",
+    "Receive",
+    "RedisClient",
+    "RedisSource",
     "RedisUnavailable",
+    "RequestChecks",
     "RequestIdMiddleware",
+    "Rotation",
+    "Scope",
+    "Send",
+    "Session",
     "SessionStore",
+    "SessionTiming",
     "TokenBlacklist",
     "TokenIssuer",
+    "TokenPair",
     "TokenUser",
     "TokenVerifier",
     "Verdict",
+    "__version__",
+    "assign_request_id",
+    "bearer_token",
     "cached",
+    "challenge",
+    "escape",
+    "limit",
+    "new_id",
     "parse_limits",
+    "request_id",
+    "scripts_loaded",
+    "too_many_requests",
 ]

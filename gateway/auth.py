@@ -1,4 +1,5 @@
-"""``AuthMiddleware``: bearer JWT authentication with a Redis blacklist, for any ASGI app.
+"""Bearer-token authentication for any ASGI app: ``AuthRules`` (what is public), ``Authenticator``
+(reading and verifying the token, locally) and ``AuthMiddleware``.
 
 It sets ``scope["user"]`` and ``scope["auth"]`` as Starlette's ``AuthenticationMiddleware`` does,
 so ``request.user``, ``request.auth`` and ``starlette.authentication.requires`` work unchanged.
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.routing import BaseRoute
 
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.breaker import RedisUnavailable
+from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.problem import ProblemResponse
 from gateway.routing import EndpointResolver, EndpointSet, is_preflight
 from gateway.tokens import Claims, InvalidToken, TokenVerifier
@@ -43,6 +46,8 @@ class TokenUser(BaseUser):
 
 
 class Anonymous(UnauthenticatedUser):
+    """A caller without a token (on a public endpoint)."""
+
     identity = ""
 
 
@@ -57,6 +62,15 @@ def credentials_for(claims: Claims) -> AuthCredentials:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")
+
+
+def challenge(error_description: str | None, detail: str, *, realm: str = "kapi") -> ProblemResponse:
+    """A 401 problem with its RFC 6750 challenge: no ``error`` when no token was sent,
+    ``error="invalid_token"`` with the description otherwise."""
+    header = f'Bearer realm="{_quote(realm)}"'
+    if error_description is not None:
+        header += f', error="invalid_token", error_description="{_quote(error_description)}"'
+    return ProblemResponse(401, detail, headers={"WWW-Authenticate": header})
 
 
 def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
@@ -79,70 +93,56 @@ def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
     return token
 
 
-def challenge(error_description: str | None, detail: str, *, realm: str = "kapi") -> ProblemResponse:
-    """A 401 problem with its RFC 6750 challenge: no ``error`` when no token was sent,
-    ``error="invalid_token"`` with the description otherwise."""
-    header = f'Bearer realm="{_quote(realm)}"'
-    if error_description is not None:
-        header += f', error="invalid_token", error_description="{_quote(error_description)}"'
-    return ProblemResponse(401, detail, headers={"WWW-Authenticate": header})
-
-
 class AuthFailure(Exception):
-    """Raised by :meth:`AuthMiddleware.authenticate`; ``response`` is what to send."""
+    """Authentication refused the request; ``response`` is what to send, ``reason`` a metrics label."""
 
     def __init__(self, response: ProblemResponse, reason: str) -> None:
         self.response = response
         self.reason = reason
 
 
-class AuthMiddleware:
-    """``public`` lists endpoints where a token is optional (``"GET /listings"``, ``"/health"``), or is
-    a predicate on the scope. ``ignore_token`` lists endpoints that authenticate by other means (a
-    refresh token in the body, a logout that accepts an already revoked token): their
-    ``Authorization`` header is not read here, and an expired token in it does not block them.
-    ``routes`` (a Starlette/FastAPI app's ``app.routes``) or ``patterns`` tell it the route
-    templates; every endpoint named must match one (a start-up ``ValueError`` otherwise), and a
-    request matching none of them is treated as public, so the app can answer its 404. With
-    ``blacklist``, each token is checked for revocation in Redis: when Redis cannot answer, the
-    request gets 503 unless ``fail_open``. CORS preflights pass through untouched."""
+@dataclass(frozen=True)
+class AuthRules:
+    """What authentication asks of each endpoint.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        verifier: TokenVerifier,
-        blacklist: TokenBlacklist | None = None,
-        public: Iterable[str] | Callable[[Scope], bool] = (),
-        ignore_token: Iterable[str] = (),
-        routes: Sequence[BaseRoute] = (),
-        patterns: Iterable[str] = (),
-        resolver: EndpointResolver | None = None,
-        fail_open: bool = False,
-        realm: str = "kapi",
-        max_header_size: int = 8192,
-        on_reject: Callable[[str], None] | None = None,
-    ) -> None:
-        self.app = app
+    - ``public``: endpoints where a token is optional (``"GET /listings"``, ``"/health"`` for any
+      method), or a predicate on the scope; a token that is sent must still be valid;
+    - ``ignore_token``: endpoints that authenticate by other means (a refresh token in the body, a
+      logout that accepts an already revoked token): their ``Authorization`` header is not read, so
+      an expired token in it cannot block them;
+    - ``fail_open``: when Redis cannot check a token for revocation, let signature-valid tokens
+      through unchecked instead of answering 503;
+    - ``realm``: the ``WWW-Authenticate`` realm; ``max_header_size``: the longest header read.
+    """
+
+    public: Iterable[str] | Callable[[Scope], bool] = ()
+    ignore_token: Iterable[str] = ()
+    fail_open: bool = False
+    realm: str = "kapi"
+    max_header_size: int = 8192
+
+    def __post_init__(self) -> None:
+        for name in ("public", "ignore_token"):
+            if isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a list of endpoint strings, not one string: {getattr(self, name)!r}")
+
+
+class Authenticator:
+    """The local half of authentication (no Redis): reads and verifies the bearer token and applies
+    ``AuthRules``. Endpoint names in the rules must match the resolver's routes (a start-up
+    ``ValueError`` otherwise: a renamed route must not silently lose its rule); a request matching
+    no route is treated as public, so the app can answer its 404."""
+
+    def __init__(self, verifier: TokenVerifier, rules: AuthRules, resolver: EndpointResolver) -> None:
         self.verifier = verifier
-        self.blacklist = blacklist
-        if blacklist is not None and (
-            blacklist.leeway < verifier.leeway or blacklist.max_lifetime < verifier.max_lifetime
-        ):
-            raise ValueError(
-                "the blacklist's leeway and max_lifetime must be at least the verifier's, "
-                "or a revocation could end while the token is still accepted"
-            )
-        self.resolver = resolver or EndpointResolver(routes, patterns=patterns)
-        if not callable(public):
-            self.resolver.check("public", public)
-        self.resolver.check("ignore_token", ignore_token)
-        self._ignored = EndpointSet(ignore_token)
-        self._is_public = public if callable(public) else self._endpoint_check(EndpointSet(public))
-        self.fail_open = fail_open
-        self.realm = _quote(realm)
-        self.max_header_size = max_header_size
-        self.on_reject = on_reject
+        self.rules = rules
+        self.resolver = resolver
+        self.realm = rules.realm
+        if not callable(rules.public):
+            resolver.check("public", rules.public)
+        resolver.check("ignore_token", rules.ignore_token)
+        self._ignored = EndpointSet(rules.ignore_token)
+        self._is_public = rules.public if callable(rules.public) else self._endpoint_check(EndpointSet(rules.public))
 
     def _endpoint_check(self, endpoints: EndpointSet) -> Callable[[Scope], bool]:
         routed = self.resolver.routed
@@ -152,56 +152,27 @@ class AuthMiddleware:
 
         return is_public
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_preflight(scope):
-            await self.app(scope, receive, send)
-            return
-        try:
-            claims = self.authenticate(scope)
-            if claims is not None:
-                await self.check_revocation(claims)
-        except AuthFailure as failure:
-            if self.on_reject is not None:
-                self.on_reject(failure.reason)
-            await failure.response(scope, receive, send)
-            return
-        self.set_user(scope, claims)
-        await self.app(scope, receive, send)
-
     def authenticate(self, scope: Scope) -> Claims | None:
-        """The verified claims, None for an anonymous caller on a public route, or ``AuthFailure``.
-        Local work only (no Redis), so a composed gateway can batch the revocation check."""
+        """The verified claims, None for an anonymous caller on a public (or token-ignoring) route,
+        or ``AuthFailure``."""
         if (self._ignored.exact or self._ignored.any_method) and self.resolver.resolve(scope) in self._ignored:
             return None
-        token = self.bearer_token(scope)
+        try:
+            token = bearer_token(scope, max_header_size=self.rules.max_header_size)
+        except InvalidToken as exc:
+            raise self.invalid(exc.description, exc.reason) from None
         if token is None:
             if self._is_public(scope):
                 return None
-            raise AuthFailure(self.challenge(None, "A bearer token is required."), "missing")
+            raise AuthFailure(challenge(None, "A bearer token is required.", realm=self.realm), "missing")
         try:
             return self.verifier.verify(token)
         except InvalidToken as exc:
-            raise AuthFailure(self.challenge(exc.description, exc.description), exc.reason) from None
+            raise self.invalid(exc.description, exc.reason) from None
 
-    def bearer_token(self, scope: Scope) -> str | None:
-        try:
-            return bearer_token(scope, max_header_size=self.max_header_size)
-        except InvalidToken as exc:
-            raise self._invalid(exc.description, exc.reason) from None
-
-    async def check_revocation(self, claims: Claims) -> None:
-        if self.blacklist is None:
-            return
-        try:
-            verdict = await self.blacklist.verdict(claims)
-        except RedisUnavailable as exc:
-            self.redis_unavailable(exc)
-            return
-        self.apply_verdict(verdict)
-
-    def redis_unavailable(self, exc: Exception) -> None:
-        """Fail closed (503) unless configured to let signature-valid tokens through unchecked."""
-        if self.fail_open:
+    def unchecked(self, exc: Exception) -> None:
+        """Redis could not check a token: fail closed (``AuthFailure``, 503) unless ``fail_open``."""
+        if self.rules.fail_open:
             logger.warning("revocation check skipped, Redis unavailable (%s); failing open", exc)
             return
         response = ProblemResponse(
@@ -211,19 +182,71 @@ class AuthMiddleware:
         )
         raise AuthFailure(response, "redis_unavailable")
 
-    def apply_verdict(self, verdict: Verdict) -> None:
+    def apply(self, verdict: Verdict) -> None:
+        """``AuthFailure`` for a revoked token."""
         if verdict is not Verdict.VALID:
-            raise self._invalid(verdict.description, verdict.name.lower())
+            raise self.invalid(verdict.description, verdict.name.lower())
+
+    def invalid(self, description: str, reason: str) -> AuthFailure:
+        return AuthFailure(challenge(description, description, realm=self.realm), reason)
 
     @staticmethod
     def set_user(scope: Scope, claims: Claims | None) -> None:
+        """``scope["user"]`` and ``scope["auth"]``, where Starlette's ``AuthenticationMiddleware`` puts them."""
         if claims is None:
             scope["user"], scope["auth"] = Anonymous(), AuthCredentials()
         else:
             scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
 
-    def challenge(self, error_description: str | None, detail: str) -> ProblemResponse:
-        return challenge(error_description, detail, realm=self.realm)
 
-    def _invalid(self, description: str, reason: str) -> AuthFailure:
-        return AuthFailure(self.challenge(description, description), reason)
+def check_blacklist(verifier: TokenVerifier, blacklist: TokenBlacklist | None) -> None:
+    """A blacklist that forgets sooner than its verifier accepts would let a revoked token pass again."""
+    if blacklist is not None and (blacklist.leeway < verifier.leeway or blacklist.max_lifetime < verifier.max_lifetime):
+        raise ValueError(
+            "the blacklist's leeway and max_lifetime must be at least the verifier's, "
+            "or a revocation could end while the token is still accepted"
+        )
+
+
+class AuthMiddleware:
+    """Bearer JWT authentication with a Redis blacklist, for any ASGI app. ``routes`` (a
+    Starlette/FastAPI app's ``app.routes``) or ``patterns`` (``"GET /items/{item_id}"``) name the route
+    templates that ``rules`` refer to. With ``blacklist``, each token is checked for revocation in
+    Redis (one round trip). CORS preflights pass through untouched. For authentication and rate
+    limiting in one round trip, use ``gateway.GatewayMiddleware``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        blacklist: TokenBlacklist | None = None,
+        rules: AuthRules | None = None,
+        routes: Sequence[BaseRoute] = (),
+        patterns: Iterable[str] = (),
+        events: GatewayEvents | None = None,
+    ) -> None:
+        check_blacklist(verifier, blacklist)
+        self.app = app
+        self.authenticator = Authenticator(verifier, rules or AuthRules(), EndpointResolver(routes, patterns=patterns))
+        self.blacklist = blacklist
+        self.events = events or NO_EVENTS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+        authenticator = self.authenticator
+        try:
+            claims = authenticator.authenticate(scope)
+            if claims is not None and self.blacklist is not None:
+                try:
+                    authenticator.apply(await self.blacklist.verdict(claims))
+                except RedisUnavailable as exc:
+                    authenticator.unchecked(exc)
+        except AuthFailure as failure:
+            self.events.token_rejected(failure.reason)
+            await failure.response(scope, receive, send)
+            return
+        authenticator.set_user(scope, claims)
+        await self.app(scope, receive, send)

@@ -1,10 +1,10 @@
 """``TokenBlacklist``: revocation of JWTs in Redis, checked in one round trip per request.
 
 A token is refused when its ``jti`` is blacklisted (``blacklist:{user_id}:{jti}``, kept until no
-verifier would accept the token any more: its ``exp`` plus the leeway; never the raw token), when
-its login session has ended or lapsed (``session:{user_id}``, for tokens that carry a ``sid``), when
-the user logged out everywhere after it was issued (``logout_all:{user_id}``), or when it was issued
-before Redis lost its data (``epoch``).
+verifier would accept the token any more: its ``exp`` plus the leeway; never the raw token), when the
+user logged out everywhere after it was issued (``logout_all:{user_id}``), when it was issued before
+Redis lost its data (the epoch, ``gateway.epoch``), or, for tokens with a ``sid``, when its login has
+ended or lapsed (``gateway.sessions``). The check is ``lua/revocation.lua``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
+from gateway.epoch import DataLossEpoch
 from gateway.keys import Keys, escape
 from gateway.scripts import ScriptSet
-from gateway.sessions import SessionTiming
+from gateway.sessions import SessionStore
 from gateway.tokens import DEFAULT_MAX_LIFETIME, Claims
 from gateway.types import RedisSource
 
@@ -48,8 +49,7 @@ class TokenBlacklist:
     """Revocation store. ``leeway`` and ``max_lifetime`` must be at least the verifier's (the gateway
     checks): a revocation is kept until the token's ``exp`` plus ``leeway`` and a log-out-everywhere
     mark for ``max_lifetime`` plus ``leeway``, the last moments a verifier could accept the token.
-    ``sessions`` makes tokens with a ``sid`` valid only while their login lives (``session_ttl``
-    seconds after its last use, see ``SessionStore``)."""
+    With ``sessions``, tokens that carry a ``sid`` are valid only while their login lives."""
 
     def __init__(
         self,
@@ -58,8 +58,7 @@ class TokenBlacklist:
         keys: Keys | None = None,
         leeway: int = 30,
         max_lifetime: int = DEFAULT_MAX_LIFETIME,
-        sessions: bool = True,
-        session_ttl: int = 86400,
+        sessions: SessionStore | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.redis = redis
@@ -67,31 +66,34 @@ class TokenBlacklist:
         self.leeway = leeway
         self.max_lifetime = max_lifetime
         self.sessions = sessions
-        self.timing = SessionTiming.of(session_ttl)
         self.breaker = breaker or CircuitBreaker()
-        self._scripts = ScriptSet("auth_check", "revoke", "revoke_all", "epoch_init")
-
-    def check_keys(self, claims: Claims) -> list[str]:
-        """The keys the revocation check reads, in ``check_token``'s order."""
-        user = claims["sub"]
-        return [
-            self.keys.blacklist(user, claims["jti"]),
-            self.keys.user("session", user),
-            self.keys.user("logout_all", user),
-            self.keys.epoch(user),
-        ]
+        self.epoch = DataLossEpoch(redis, keys=self.keys, breaker=self.breaker)
+        self._scripts = ScriptSet("auth_check", "revoke", "revoke_all")
 
     @property
     def max_ttl(self) -> int:
         """The longest a revocation or a log-out mark is kept, seconds."""
         return self.max_lifetime + self.leeway
 
+    def blacklist_key(self, claims: Claims) -> str:
+        """``blacklist:{user_id}:{jti}``: the ``jti`` under its user, so one issuer's ``jti`` can never
+        revoke (or un-revoke) another user's token."""
+        return self.keys.user("blacklist", claims["sub"], escape(claims["jti"]))
+
+    def check_keys(self, claims: Claims) -> list[str]:
+        """The keys ``check_token`` (``lua/revocation.lua``) reads, in its order."""
+        user = claims["sub"]
+        session = self.sessions.key(user) if self.sessions is not None else self.keys.user("session", user)
+        return [self.blacklist_key(claims), self.keys.user("logout_all", user), session, self.epoch.key(user)]
+
     def check_args(self, claims: Claims) -> list[Any]:
-        sid = escape(claims.get("sid", "")) if self.sessions else ""
-        # On a cluster the epoch is per user and written at login, so it cannot tell a new user from
-        # lost data: it is not checked (sessions still die with their hash; see the README).
-        timing = self.timing
-        return [sid, int(claims["iat"]), timing.touch_ms, timing.idle_ms, 0 if self.keys.cluster else 1]
+        """The arguments ``check_token`` takes after its keys."""
+        sid = claims.get("sid")
+        if self.sessions is not None and sid:
+            field, touch_ms, idle_ms = self.sessions.check_args(sid)
+        else:
+            field, touch_ms, idle_ms = "", 0, 0
+        return [field, int(claims["iat"]), touch_ms, idle_ms, 1 if self.epoch.checked else 0]
 
     async def verdict(self, claims: Claims) -> Verdict:
         """One round trip. Raises ``RedisUnavailable`` when Redis cannot answer."""
@@ -104,37 +106,23 @@ class TokenBlacklist:
     async def is_revoked(self, claims: Claims) -> bool:
         return await self.verdict(claims) is not Verdict.VALID
 
-    def blacklist_key(self, claims: Claims) -> str:
-        return self.keys.blacklist(claims["sub"], claims["jti"])
-
     async def revoke(self, claims: Claims) -> int:
         """Blacklist this token's ``jti`` until no verifier would accept it (``exp`` + leeway);
         returns the TTL set (0 when it is already past that)."""
         scripts = self._bind()
-        ttl = await self.breaker.call(
-            lambda: scripts["revoke"](
-                keys=[self.blacklist_key(claims)], args=[int(claims["exp"]), self.leeway, self.max_ttl]
-            )
-        )
+        args = [int(claims["exp"]), self.leeway, self.max_ttl]
+        ttl = await self.breaker.call(lambda: scripts["revoke"](keys=[self.blacklist_key(claims)], args=args))
         return int(ttl)
 
     async def revoke_all(self, user_id: str) -> None:
         """Every token of ``user_id`` issued up to now stops passing (one key per user)."""
         scripts = self._bind()
-        await self.breaker.call(
-            lambda: scripts["revoke_all"](
-                keys=[self.keys.user("logout_all", user_id), self.keys.user("session", user_id)], args=[self.max_ttl]
-            )
-        )
+        keys = [self.keys.user("logout_all", user_id), self.keys.user("session", user_id)]
+        await self.breaker.call(lambda: scripts["revoke_all"](keys=keys, args=[self.max_ttl]))
 
     async def ensure_epoch(self) -> int:
-        """Record when this Redis's data began, once, at server time; the app calls it at start-up
-        so tokens issued from then on pass. Returns the epoch in force (0 on a cluster)."""
-        if self.keys.cluster:
-            return 0
-        scripts = self._bind()
-        epoch = await self.breaker.call(lambda: scripts["epoch_init"](keys=[self.keys.epoch("")]))
-        return int(epoch)
+        """``DataLossEpoch.ensure`` for this blacklist's Redis (the app calls it at start-up)."""
+        return await self.epoch.ensure()
 
     def _bind(self) -> dict[str, Any]:
-        return self._scripts.bind(require_client(self.redis))
+        return self._scripts.bind(require_client(self.redis), self.breaker.events)

@@ -11,6 +11,8 @@ from typing import Literal, TypeVar
 
 from redis.exceptions import RedisError
 
+from gateway.events import NO_EVENTS, GatewayEvents
+
 T = TypeVar("T")
 State = Literal["closed", "open", "half_open"]
 
@@ -45,8 +47,7 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         reset_timeout: float = 1.0,
         cooldown: float = 1.0,
-        on_change: Callable[[State], None] | None = None,
-        on_call: Callable[[float, bool], None] | None = None,
+        events: GatewayEvents | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -55,8 +56,8 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
         self.cooldown = cooldown
-        self.on_change = on_change
-        self.on_call = on_call  # (seconds, succeeded) of every Redis call, for latency/error metrics
+        #: Told of every call and state change; also what the scripts' round trips report to.
+        self.events = events or NO_EVENTS
         self._failed_here: ContextVar[float] = ContextVar(f"redis_failed_{id(self)}", default=-cooldown)
         self.state: State = "closed"
         self._failures = 0
@@ -107,15 +108,13 @@ class CircuitBreaker:
             result = await factory()
         except REDIS_ERRORS as exc:
             self.failure(exc)
-            if self.on_call is not None:
-                self.on_call(time.perf_counter() - started, False)
+            self.events.redis_call(time.perf_counter() - started, False)
             raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             self._probing = False  # a cancelled probe must not leave the circuit half-open for good
             raise
         self.success()
-        if self.on_call is not None:
-            self.on_call(time.perf_counter() - started, True)
+        self.events.redis_call(time.perf_counter() - started, True)
         return result
 
     def _set(self, state: State) -> None:
@@ -123,5 +122,4 @@ class CircuitBreaker:
         self.transitions[state] += 1
         log = logger.warning if state == "open" else logger.info
         log("redis circuit %s", state.replace("_", "-"))
-        if self.on_change is not None:
-            self.on_change(state)
+        self.events.circuit_changed(state)

@@ -22,6 +22,7 @@ import orjson
 
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.connection import resolve_client
+from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys, escape
 from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisClient, RedisSource
@@ -61,18 +62,17 @@ class _Fetched(NamedTuple):
 class CacheStats:
     """Counters of what the cache did (``hits``, ``misses``, ``loads``, ``waits`` for another
     process's fill, ``errors`` when Redis failed and it fell open, ``stale_fills_refused``);
-    ``on_event`` lets a service export each one as a metric."""
+    each is also reported to ``events.cache_event`` (metrics)."""
 
     EVENTS = ("hits", "misses", "loads", "waits", "errors", "stale_fills_refused")
 
-    def __init__(self, on_event: Callable[[str], None] | None = None) -> None:
+    def __init__(self, events: GatewayEvents | None = None) -> None:
         self.counts = dict.fromkeys(self.EVENTS, 0)
-        self.on_event = on_event
+        self.events = events or NO_EVENTS
 
     def record(self, event: str) -> None:
         self.counts[event] += 1
-        if self.on_event is not None:
-            self.on_event(event)
+        self.events.cache_event(event)
 
     @property
     def hit_ratio(self) -> float | None:
@@ -95,7 +95,7 @@ class CachedFunction(Generic[P, T]):
         keys: Keys,
         lease_ms: int,
         breaker: CircuitBreaker | None,
-        on_event: Callable[[str], None] | None = None,
+        events: GatewayEvents | None = None,
     ) -> None:
         if ttl < 1:
             raise ValueError("ttl must be at least 1 second")
@@ -108,7 +108,7 @@ class CachedFunction(Generic[P, T]):
         self.keys = keys
         self.lease_ms = lease_ms
         self.breaker = breaker or CircuitBreaker()
-        self.stats = CacheStats(on_event)
+        self.stats = CacheStats(events)
         self._redis = redis
         self._signature = inspect.signature(func)
         parameters = self._signature.parameters.values()
@@ -244,7 +244,7 @@ class CachedFunction(Generic[P, T]):
         client = self._client()
         if client is None or key in self.pending:
             return await self._load_only(args, kwargs)
-        scripts = self._scripts.bind(client)
+        scripts = self._scripts.bind(client, self.breaker.events)
         try:
             reply = await self.breaker.call(lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]))
         except RedisUnavailable:
@@ -310,7 +310,7 @@ def cached(
     keys: Keys | None = None,
     lease_ms: int = 2000,
     breaker: CircuitBreaker | None = None,
-    on_event: Callable[[str], None] | None = None,
+    events: GatewayEvents | None = None,
 ) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
     """Cache an async loader's JSON-serialisable result in Redis under ``template.format(**args)``.
 
@@ -330,7 +330,7 @@ def cached(
             keys=keys or Keys(),
             lease_ms=lease_ms,
             breaker=breaker,
-            on_event=on_event,
+            events=events,
         )
 
     return decorate

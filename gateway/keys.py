@@ -61,14 +61,5 @@ class Keys:
         """``family:user_id[:rest...]`` for a user id from a token (escaped)."""
         return self.owned(family, escape(user_id), *rest)
 
-    def blacklist(self, user_id: str, jti: str) -> str:
-        """``blacklist:{user_id}:{jti}``: the revoked token's ``jti`` under its user, so one issuer's
-        ``jti`` can never revoke (or un-revoke) another user's token."""
-        return self.user("blacklist", user_id, escape(jti))
-
-    def epoch(self, user_id: str) -> str:
-        """The data-loss epoch. One per Redis; on a cluster, per user (see ``TokenBlacklist``)."""
-        return self.user("epoch", user_id) if self.cluster else f"{self.prefix}epoch"
-
     def __repr__(self) -> str:
         return f"Keys(prefix={self.prefix!r}, cluster={self.cluster})"

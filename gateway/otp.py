@@ -82,7 +82,7 @@ class OtpStore:
     async def verify(self, phone: str, code: str) -> tuple[OtpCheck, int]:
         """The outcome and a number: the tries left for ``WRONG``, the seconds until the phone's
         lock lifts for ``PHONE_LOCKED``. A correct code is consumed."""
-        scripts = self._scripts.bind(require_client(self.redis))
+        scripts = self._scripts.bind(require_client(self.redis), self.breaker.events)
         keys = [self.keys.owned("otp", phone), self.keys.owned("otp_failures", phone)]
         args = [self._digest(phone, code), self.max_tries, self.max_failures, self.failure_window]
         result = await self.breaker.call(lambda: scripts["otp_verify"](keys=keys, args=args))
@@ -90,7 +90,7 @@ class OtpStore:
 
     async def locked_for(self, phone: str) -> int:
         """Seconds until this phone may try codes again (0: it may now)."""
-        scripts = self._scripts.bind(require_client(self.redis))
+        scripts = self._scripts.bind(require_client(self.redis), self.breaker.events)
         result = await self.breaker.call(
             lambda: scripts["otp_locked"](keys=[self.keys.owned("otp_failures", phone)], args=[self.max_failures])
         )

@@ -19,7 +19,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -28,6 +28,8 @@ from weakref import WeakKeyDictionary
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.events import NO_EVENTS, GatewayEvents
 
 
 @cache
@@ -104,11 +106,11 @@ class ScriptRunner:
     it is replaced). NOSCRIPT replies are the one resend: Redis ran nothing.
     """
 
-    def __init__(self, client: Any, *, max_batch: int = 512) -> None:
+    def __init__(self, client: Any, *, max_batch: int = 512, events: GatewayEvents | None = None) -> None:
         self.client = client
         self.max_batch = max_batch
-        #: Called with (seconds, calls in the batch, succeeded) after each round trip, for metrics.
-        self.on_round_trip: Callable[[float, int, bool], None] | None = None
+        #: Told of each round trip (seconds, calls in the batch, succeeded), for metrics.
+        self.events = events or NO_EVENTS
         self._queue: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
 
@@ -140,13 +142,11 @@ class ScriptRunner:
                     for i, result in zip(missing, again, strict=True):
                         results[i] = result
             except Exception as exc:
-                if self.on_round_trip is not None:
-                    self.on_round_trip(time.perf_counter() - started, len(batch), False)
+                self.events.redis_round_trip(time.perf_counter() - started, len(batch), False)
                 failed = RoundTripFailed(f"{type(exc).__name__}: {exc}")
                 failed.round_trip = failed  # type: ignore[attr-defined]
                 raise failed from exc
-            if self.on_round_trip is not None:
-                self.on_round_trip(time.perf_counter() - started, len(batch), True)
+            self.events.redis_round_trip(time.perf_counter() - started, len(batch), True)
             marker = object()  # error replies of one round trip count as one failure
             for (_, _, _, future), result in zip(batch, results, strict=True):
                 if future.done():
@@ -217,11 +217,14 @@ class ScriptRunner:
 _runners: WeakKeyDictionary[Any, ScriptRunner] = WeakKeyDictionary()
 
 
-def runner_for(client: Any) -> ScriptRunner:
-    """The one runner of this client (shared by every component, so their calls batch together)."""
+def runner_for(client: Any, events: GatewayEvents | None = None) -> ScriptRunner:
+    """The one runner of this client (shared by every component, so their calls batch together);
+    ``events``, when given, is told of its round trips."""
     runner = _runners.get(client)
     if runner is None:
-        runner = _runners[client] = ScriptRunner(client)
+        runner = _runners[client] = ScriptRunner(client, events=events)
+    elif events is not None and events is not NO_EVENTS:
+        runner.events = events
     return runner
 
 
@@ -246,9 +249,19 @@ class ScriptSet:
         self._client: Any = None
         self._scripts: dict[str, _Script] = {}
 
-    def bind(self, client: Any) -> dict[str, _Script]:
+    def bind(self, client: Any, events: GatewayEvents | None = None) -> dict[str, _Script]:
         if client is not self._client:
-            runner = runner_for(client)
+            runner = runner_for(client, events)
             self._scripts = {name: _Script(runner, name) for name in self._names}
             self._client = client
         return self._scripts
+
+
+async def scripts_loaded(client: Any, names: Sequence[str] | None = None) -> dict[str, bool]:
+    """Whether Redis has each of the gateway's scripts cached (they load themselves on first use;
+    for troubleshooting). ``names`` defaults to every script the package ships."""
+    if names is None:
+        shipped = files("gateway").joinpath("lua").iterdir()
+        names = sorted(path.name.removesuffix(".lua") for path in shipped if path.name.endswith(".lua"))
+    loaded = await client.script_exists(*[lua_sha(name) for name in names])
+    return dict(zip(names, (bool(flag) for flag in loaded), strict=True))

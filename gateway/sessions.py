@@ -17,6 +17,7 @@ import orjson
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
+from gateway.epoch import DataLossEpoch
 from gateway.keys import Keys, escape
 from gateway.scripts import ScriptSet
 from gateway.types import RedisSource
@@ -82,6 +83,7 @@ class SessionStore:
         self.refresh_grace = refresh_grace
         self.timing = SessionTiming.of(ttl)
         self.breaker = breaker or CircuitBreaker()
+        self.epoch = DataLossEpoch(redis, keys=self.keys, breaker=self.breaker)
         self._scripts = ScriptSet("session_open", "session_rotate", "session_list", "session_end")
 
     def key(self, user_id: str) -> str:
@@ -98,8 +100,8 @@ class SessionStore:
         data = orjson.dumps({"ip": ip[:64], "ua": user_agent[:256], "refresh": [refresh_jti], "prev": {}})
         await self.breaker.call(
             lambda: scripts["session_open"](
-                keys=[self.key(user_id), self.keys.epoch(user_id)],
-                args=[self.field(session_id), data, self.timing.idle_ms, 0 if self.keys.cluster else 1],
+                keys=[self.key(user_id), self.epoch.key(user_id)],
+                args=[self.field(session_id), data, self.timing.idle_ms, 1 if self.epoch.checked else 0],
             )
         )
 
@@ -158,9 +160,10 @@ class SessionStore:
         code = await self.breaker.call(lambda: scripts["session_rotate"](keys=[self.key(user_id)], args=args))
         return Rotation(int(code))
 
-    def check_args(self, session_id: str) -> list[Any]:
-        """What the revocation check (``lua/revocation.lua``) needs to check and touch a login."""
-        return [self.field(session_id), self.timing.touch_ms, self.timing.idle_ms]
+    def check_args(self, session_id: str) -> tuple[str, int, int]:
+        """What the revocation check (``lua/revocation.lua``) needs to check and touch a login: its
+        field, the touch interval and the idle limit (ms)."""
+        return self.field(session_id), self.timing.touch_ms, self.timing.idle_ms
 
     def _bind(self) -> dict[str, Any]:
-        return self._scripts.bind(require_client(self.redis))
+        return self._scripts.bind(require_client(self.redis), self.breaker.events)

@@ -48,6 +48,7 @@ class TokenPair(NamedTuple):
 
 
 def new_id() -> str:
+    """A fresh random id (``jti``, ``sid``): 128 bits, URL-safe."""
     return secrets.token_urlsafe(16)
 
 

@@ -16,15 +16,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
-from gateway.bodylimit import BodyLimitMiddleware
-from gateway.breaker import RedisUnavailable
-from gateway.headerlimit import HeaderLimitMiddleware
-from gateway.problem import ProblemResponse
-from gateway.ratelimit import Policy, PolicyChooser
-from gateway.routing import EndpointResolver
-from gateway.scripts import runner_for
-from gateway.stack import GatewayMiddleware
-from gateway.types import Scope
+from gateway import (
+    AuthRules,
+    BodyLimitMiddleware,
+    EndpointResolver,
+    GatewayMiddleware,
+    HeaderLimitMiddleware,
+    Policy,
+    PolicyChooser,
+    ProblemResponse,
+    RateLimits,
+    RedisUnavailable,
+    Scope,
+)
 from service import auth, db, diagnostics, docs, listings, metrics
 from service.metrics import MetricsMiddleware
 from service.openapi import build_openapi
@@ -96,19 +100,18 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
             verifier=kapi.verifier,
             blacklist=kapi.blacklist,
             limiter=kapi.limiter,
-            public=public,
-            ignore_token=IGNORE_TOKEN,
-            default=Policy("default", settings.rate_limit),
-            overrides=RATE_LIMIT_OVERRIDES,
-            exempt=RATE_LIMIT_EXEMPT,
-            policy=tier_policy(settings),
+            auth=AuthRules(public=public, ignore_token=IGNORE_TOKEN, fail_open=settings.auth_fail_open),
+            limits=RateLimits(
+                default=Policy("default", settings.rate_limit),
+                overrides=RATE_LIMIT_OVERRIDES,
+                exempt=RATE_LIMIT_EXEMPT,
+                choose=tier_policy(settings),
+                on_redis_error=settings.rate_limit_on_redis_error,
+            ),
             routes=routes,
-            client_address=kapi.client_ip,
             keys=kapi.keys,
-            fail_open=settings.auth_fail_open,
-            on_redis_error=settings.rate_limit_on_redis_error,
-            on_reject=kapi.metrics.rejected,
-            on_decision=kapi.metrics.decision,
+            client_address=kapi.client_ip,
+            events=kapi.metrics,
         ),
     ]
 
@@ -138,7 +141,7 @@ async def drain_invalidations(kapi: Kapi, every: float = 0.5) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            drained = await kapi.drain_invalidations()
+            drained = await kapi.listings.drain_invalidations()
         except Exception:
             logger.exception("draining cache invalidations failed; retrying")
         else:
@@ -189,11 +192,10 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         kapi.redis = create_redis(settings)
-        runner_for(kapi.redis).on_round_trip = kapi.metrics.redis_round_trip
         logger.info("redis: %s", describe(settings))
         kapi.database = await db.connect(settings.database_url)
         try:
-            await kapi.blacklist.ensure_epoch()
+            await kapi.blacklist.epoch.ensure()
         except RedisUnavailable:
             logger.warning("redis unreachable at start-up; the service starts anyway and retries per request")
         drainer = asyncio.create_task(drain_invalidations(kapi))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -13,15 +14,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import bearer_token, challenge
-from gateway.blacklist import Verdict
-from gateway.breaker import RedisUnavailable
-from gateway.otp import OtpCheck
-from gateway.problem import ProblemResponse
-from gateway.sessions import Rotation
-from gateway.tokens import InvalidToken, TokenPair
+from gateway import (
+    Decision,
+    InvalidToken,
+    LocalLimiter,
+    OtpCheck,
+    Policy,
+    ProblemResponse,
+    RedisUnavailable,
+    Rotation,
+    TokenPair,
+    Verdict,
+    bearer_token,
+    challenge,
+    new_id,
+    too_many_requests,
+)
 from service.responses import JSON, parse_body, validation_problem
 from service.state import Kapi
+from service.users import UserStore
+
+#: The per-number limit on code requests (the number is in the body: the gateway cannot see it).
+OTP_PER_PHONE = Policy.of("otp-phone", "5/hour")
 
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
 
@@ -84,6 +98,47 @@ def accepted_phone(raw: str, test_numbers: Mapping[str, str]) -> str | None:
 logger = logging.getLogger("service.auth")
 
 
+class SignIn:
+    """Phone sign-in's logic over the gateway's parts: codes, their limits, logins."""
+
+    def __init__(self, kapi: Kapi) -> None:
+        self.kapi = kapi
+        self.send_budget = Policy("otp-send-budget", kapi.settings.otp_send_budget)
+
+    @property
+    def users(self) -> UserStore:
+        return UserStore(self.kapi.require_database())
+
+    async def open_session(self, user_id: str, *, ip: str, user_agent: str) -> TokenPair:
+        """A new login: a session id, a token pair sharing it, and the session recorded in Redis."""
+        kapi = self.kapi
+        session_id = new_id()
+        pair = kapi.issuer.issue_pair(user_id, session_id=session_id)
+        await kapi.sessions.open(user_id, session_id, refresh_jti=pair.refresh["jti"], ip=ip, user_agent=user_agent)
+        return pair
+
+    async def limit_phone(self, phone: str) -> ProblemResponse | None:
+        """``POST /auth/otp``'s per-number limit: 429 once a number has asked for 5 codes in an hour."""
+        key = self.kapi.keys.owned("rate_limit", self.kapi.keys.client("phone", phone), "POST /auth/otp")
+        decision = await self._hit(key, OTP_PER_PHONE)
+        return None if decision.admitted else too_many_requests(OTP_PER_PHONE, decision)
+
+    async def spend_send_budget(self) -> bool:
+        """One code from the global budget (``OTP_SEND_BUDGET``, all numbers together): False once it
+        is spent, which is how SMS pumping shows itself."""
+        return (await self._hit(self.kapi.keys("rate_limit:otp_send_budget"), self.send_budget)).admitted
+
+    async def _hit(self, key: str, policy: Policy) -> Decision:
+        try:
+            return await self.kapi.limiter.hit(key, policy.limits)
+        except RedisUnavailable:  # without Redis, this process counts alone
+            return self._local.hit(key, policy.limits)
+
+    @functools.cached_property
+    def _local(self) -> LocalLimiter:
+        return LocalLimiter()
+
+
 def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -127,7 +182,7 @@ async def request_otp(request: Request) -> Response:
     phone = accepted_phone(body.phone, kapi.settings.otp_test_numbers)
     if phone is None:
         return bad_phone()
-    limited = await kapi.limit_phone(phone)
+    limited = await kapi.sign_in.limit_phone(phone)
     if limited is not None:
         return limited
     fixed = kapi.settings.otp_test_numbers.get(phone)
@@ -136,7 +191,7 @@ async def request_otp(request: Request) -> Response:
         locked = await kapi.otp.locked_for(phone)
         if locked:
             return phone_locked(locked)
-        if fixed is None and not await kapi.spend_send_budget():
+        if fixed is None and not await kapi.sign_in.spend_send_budget():
             logger.error("ALERT: the OTP send budget (OTP_SEND_BUDGET) is spent; codes are refused until it refills")
             return ProblemResponse(
                 503, "Sign-in codes cannot be sent right now; try again later.", headers={"Retry-After": "60"}
@@ -169,9 +224,10 @@ async def login_phone(request: Request) -> Response:
         return ProblemResponse(400, "Too many wrong codes; request a new one with POST /auth/otp.", tries_left=0)
     if check is OtpCheck.WRONG:
         return ProblemResponse(400, "The code is not right.", tries_left=tries_left)
-    user_id = await kapi.users.get_or_create(phone)
+    user_id = await kapi.sign_in.users.get_or_create(phone)
     try:
-        pair = await kapi.open_session(user_id, ip=kapi.client_ip(request.scope), user_agent=_user_agent(request))
+        ip, user_agent = kapi.client_ip(request.scope), _user_agent(request)
+        pair = await kapi.sign_in.open_session(user_id, ip=ip, user_agent=user_agent)
     except RedisUnavailable:
         return redis_down()
     return JSON(token_body(pair))

@@ -104,8 +104,8 @@ async def _mint(phone: str) -> str:
     kapi.redis = create_redis(settings)
     kapi.database = await db.connect(settings.database_url)
     try:
-        user_id = await kapi.users.get_or_create(normalised)
-        pair = await kapi.open_session(user_id, ip="127.0.0.1", user_agent="python -m service token")
+        user_id = await kapi.sign_in.users.get_or_create(normalised)
+        pair = await kapi.sign_in.open_session(user_id, ip="127.0.0.1", user_agent="python -m service token")
     finally:
         await kapi.database.disconnect()
         await kapi.redis.aclose()
@@ -116,7 +116,7 @@ def token(args: argparse.Namespace) -> int:
     """Print an access token for a user (created if new), with a real session: for scripts and load tests."""
     import asyncio
 
-    from gateway.breaker import RedisUnavailable
+    from gateway import RedisUnavailable
 
     try:
         print(asyncio.run(_mint(args.phone)))
@@ -128,7 +128,7 @@ def token(args: argparse.Namespace) -> int:
 
 async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
     """The seed's troubleshooting steps, each with a verdict."""
-    from gateway.scripts import lua_sha
+    from gateway import scripts_loaded
     from service import db
     from service.redis_client import create_redis, describe
 
@@ -160,8 +160,7 @@ async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
         checks.append(("the eviction policy keeps revocations", not warnings,
                        warnings[0] if warnings else f"maxmemory-policy is {policy}"))  # fmt: skip
         names = ["gateway", "auth_check", "rate_limit", "cache_get", "cache_fill", "revoke", "session_open"]
-        loaded = await client.script_exists(*[lua_sha(name) for name in names])
-        missing = [name for name, ok in zip(names, loaded, strict=True) if not ok]
+        missing = [name for name, ok in (await scripts_loaded(client, names)).items() if not ok]
         checks.append(("scripts are loaded", not missing,
                        "all loaded" if not missing else f"not yet loaded: {', '.join(missing)} "
                        "(normal before the first request; they load themselves)"))  # fmt: skip

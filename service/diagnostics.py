@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.breaker import REDIS_ERRORS
-from gateway.problem import ProblemResponse
+from gateway import REDIS_ERRORS, ProblemResponse
 from service.responses import JSON, parse_body
 from service.schemas import CacheProbeWrite
 from service.state import Kapi
@@ -49,7 +48,7 @@ async def test_redis(request: Request) -> Response:
             "used_memory": info.get("used_memory"),
             "used_memory_human": info.get("used_memory_human"),
             "connected_clients": info.get("connected_clients"),
-            "listing_cache_hit_ratio": kapi.load_listing.stats.hit_ratio,  # this process, since start
+            "listing_cache_hit_ratio": kapi.listings.read.stats.hit_ratio,  # this process, since start
             "keyspace_hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,  # all of Redis
             "keys": families,
             "circuit": kapi.breaker.state,

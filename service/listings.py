@@ -1,20 +1,103 @@
-"""The listings API: HTTP handlers over the store and the cached read path."""
+"""Listings: ``Listings``, the read/write path (the database store, the cached read, the invalidation
+outbox, ownership), and the HTTP handlers over it."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.problem import ProblemResponse
-from gateway.types import Receive, Scope, Send
+from gateway import CachedFunction, ProblemResponse, Receive, Scope, Send, cached
 from service.responses import JSON, parse_body, validation_problem
 from service.schemas import ListingCreate, ListingUpdate, field_errors
 from service.state import Kapi, current_user
-from service.store import ListingQuery
+from service.store import Listing, ListingQuery, ListingStore, now_rfc3339
+
+if TYPE_CHECKING:
+    from databases import Database
+
+logger = logging.getLogger("service.listings")
+
+
+class Listings:
+    """The listing read/write path. Reads go through ``@cached("listing:{listing_id}")``; every write
+    deletes the entry before it answers, and when Redis cannot be reached the key goes to the
+    database outbox (``cache_invalidations``), which every process reads (and bypasses the cache
+    for) until one of them has deleted the key in Redis: the write commits, and a stale entry is
+    never served."""
+
+    def __init__(self, kapi: Kapi) -> None:
+        self.kapi = kapi
+        settings = kapi.settings
+
+        @cached(
+            "listing:{listing_id}",
+            redis=kapi.current_redis,
+            ttl=settings.cache_ttl,
+            miss_ttl=settings.cache_miss_ttl,
+            keys=kapi.keys,
+            breaker=kapi.breaker,
+            events=kapi.metrics,
+        )
+        async def load_listing(listing_id: int) -> dict[str, Any] | None:
+            return await self.store.get(listing_id)
+
+        self.read: CachedFunction[[int], dict[str, Any] | None] = load_listing
+
+    @property
+    def database(self) -> Database:
+        return self.kapi.require_database()
+
+    @property
+    def store(self) -> ListingStore:
+        return ListingStore(self.database)
+
+    async def create(self, data: ListingCreate, owner_id: str) -> Listing:
+        listing = await self.store.create(data, owner_id=owner_id)
+        await self.invalidate(listing["id"])  # a 404 for this id may have been cached before the row existed
+        return listing
+
+    async def update(self, listing_id: int, changes: ListingUpdate) -> Listing | None:
+        listing = await self.store.update(listing_id, changes)
+        await self.invalidate(listing_id)
+        return listing
+
+    async def delete(self, listing_id: int) -> bool:
+        deleted = await self.store.delete(listing_id)
+        await self.invalidate(listing_id)
+        return deleted
+
+    async def invalidate(self, listing_id: int) -> None:
+        """Delete the cache entry after a write, or queue it in the outbox when Redis is away."""
+        if not await self.read.invalidate(listing_id):
+            await self.database.execute(
+                "INSERT INTO cache_invalidations (cache_key, created_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
+                {"key": self.read.key(listing_id), "at": now_rfc3339()},
+            )
+
+    async def drain_invalidations(self) -> int:
+        """One pass over the outbox: learn the pending keys, retry them, forget the ones done."""
+        rows = await self.database.fetch_all("SELECT cache_key FROM cache_invalidations")
+        self.read.pending.update(row[0] for row in rows)
+        if not self.read.pending:
+            return 0
+        done = await self.read.retry_pending()
+        for key in done:
+            await self.database.execute("DELETE FROM cache_invalidations WHERE cache_key = :key", {"key": key})
+        return len(done)
+
+    async def check_owner(self, user_id: str | None, listing_id: int) -> ProblemResponse | None:
+        """403 unless ``user_id`` owns the listing (a missing listing is left to the handler's 404)."""
+        listing = await self.store.get(listing_id)
+        if listing is not None and listing["owner_id"] != user_id:
+            return ProblemResponse(403, "Only the owner of this listing may change it.")
+        return None
+
 
 _MAX_ID = 2**63 - 1
 
@@ -50,7 +133,7 @@ async def list_listings(request: Request) -> Response:
         return validation_problem(field_errors(exc), "The query parameters are not valid.")
     except ValueError as exc:
         return validation_problem([{"field": "cursor", "message": str(exc)}], "The query parameters are not valid.")
-    items, next_cursor = await Kapi.of(request).store.search(query)
+    items, next_cursor = await Kapi.of(request).listings.store.search(query)
     return JSON({"items": items, "next_cursor": next_cursor})
 
 
@@ -58,10 +141,7 @@ async def create_listing(request: Request) -> Response:
     body = await parse_body(request, ListingCreate)
     if isinstance(body, Response):
         return body
-    kapi = Kapi.of(request)
-    listing = await kapi.store.create(body, owner_id=current_user(request) or "anonymous")
-    # A 404 for this id may have been cached before the row existed.
-    await kapi.invalidate_listing(listing["id"])
+    listing = await Kapi.of(request).listings.create(body, owner_id=current_user(request) or "anonymous")
     return JSON(listing, status_code=201, headers={"Location": f"/listings/{listing['id']}"})
 
 
@@ -80,7 +160,7 @@ class GetListing:
             await not_found(raw_id)(scope, receive, send)
             return
         kapi: Kapi = scope["app"].state.kapi
-        body, hit = await kapi.load_listing.lookup_json(listing_id)
+        body, hit = await kapi.listings.read.lookup_json(listing_id)
         x_cache = b"HIT" if hit else b"MISS"
         if body == b"null":
             missing = ProblemResponse(
@@ -113,12 +193,11 @@ async def update_listing(request: Request) -> Response:
         return body
     if not body.model_fields_set:
         return validation_problem([{"field": "body", "message": "give at least one field to change"}])
-    kapi = Kapi.of(request)
-    denied = await kapi.check_owner(request, listing_id)
+    listings = Kapi.of(request).listings
+    denied = await listings.check_owner(current_user(request), listing_id)
     if denied is not None:
         return denied
-    listing = await kapi.store.update(listing_id, body)
-    await kapi.invalidate_listing(listing_id)
+    listing = await listings.update(listing_id, body)
     if listing is None:
         return not_found(raw_id)
     return JSON(listing)
@@ -129,12 +208,11 @@ async def delete_listing(request: Request) -> Response:
     listing_id = parse_listing_id(raw_id)
     if listing_id is None:
         return not_found(raw_id)
-    kapi = Kapi.of(request)
-    denied = await kapi.check_owner(request, listing_id)
+    listings = Kapi.of(request).listings
+    denied = await listings.check_owner(current_user(request), listing_id)
     if denied is not None:
         return denied
-    deleted = await kapi.store.delete(listing_id)
-    await kapi.invalidate_listing(listing_id)
+    deleted = await listings.delete(listing_id)
     if not deleted:
         return not_found(raw_id)
     return Response(status_code=204)

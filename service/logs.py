@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.requestid import request_id
+from gateway import request_id
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -18,9 +18,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.requestid import assign_request_id, request_id
-from gateway.routing import KNOWN_KEY, EndpointResolver
-from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from gateway import (
+    ASGIApp,
+    EndpointResolver,
+    GatewayEvents,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    assign_request_id,
+    request_id,
+)
 
 _STATES = ("closed", "open", "half_open")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -32,9 +40,10 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class Metrics:
-    """Every metric the service exports. In one process they live in a registry of this app's own
-    (tests build many apps); in multi-process mode prometheus-client writes them to files."""
+class Metrics(GatewayEvents):
+    """Every metric the service exports, fed by the gateway's events (``GatewayEvents``) and the
+    metrics middleware. In one process they live in a registry of this app's own (tests build many
+    apps); in multi-process mode prometheus-client writes them to files."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -81,15 +90,15 @@ class Metrics:
         self._children: dict[tuple[str, Any], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
 
-    # Hooks given to the gateway's components. Label children are looked up once and kept: on the
-    # hot path ``labels()`` costs more than the increment.
+    # The gateway's events. Label children are looked up once and kept: on the hot path ``labels()``
+    # costs more than the increment.
     def cache_event(self, event: str) -> None:
         child = self._children.get(("cache", event))
         if child is None:
             child = self._children[("cache", event)] = self.cache.labels(event)
         child.inc()
 
-    def decision(self, policy: str, admitted: bool) -> None:
+    def rate_limit_decision(self, policy: str, admitted: bool) -> None:
         child = self._children.get((policy, admitted))
         if child is None:
             child = self._children[(policy, admitted)] = self.rate_limit.labels(
@@ -97,7 +106,7 @@ class Metrics:
             )
         child.inc()
 
-    def rejected(self, reason: str) -> None:
+    def token_rejected(self, reason: str) -> None:
         self.token_rejections.labels(reason).inc()
 
     def redis_call(self, seconds: float, ok: bool) -> None:
@@ -174,7 +183,7 @@ class MetricsMiddleware:
             if token is not None:
                 request_id.reset(token)
             endpoint = self.resolver.resolve(scope)
-            route = endpoint[endpoint.index(" ") + 1 :] if scope[KNOWN_KEY] else "(unmatched)"
+            route = endpoint[endpoint.index(" ") + 1 :] if self.resolver.is_known(scope) else "(unmatched)"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # clients choose methods
             self.metrics.observe_request(route, method, status, time.perf_counter() - started)
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.problem import ProblemResponse
+from gateway import ProblemResponse
 from service.schemas import field_errors
 
 

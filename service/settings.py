@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 from starlette.config import Config
 from starlette.datastructures import Secret
 
-from gateway.limits import Limit, parse_limits
+from gateway import Limit, parse_limits
 
 T = TypeVar("T")
 logger = logging.getLogger("service.settings")

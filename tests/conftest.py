@@ -18,6 +18,8 @@ from gateway.testing import RedisServer
 from service.app import create_app
 from service.settings import Settings
 
+pytest_plugins = ["pytester"]  # tests/test_package.py runs a user's suite against Kapı's plugin
+
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 PHONE_A, CODE_A = "+905550000001", "111111"
 PHONE_B, CODE_B = "+905550000002", "222222"

@@ -1,4 +1,5 @@
-"""The README's examples (in examples/) run: a bare ASGI app and a FastAPI app behind the middleware."""
+"""The README's examples (in examples/) run: a bare ASGI app, FastAPI, Starlette and Django behind the
+gateway, against a real Redis."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from gateway.testing import RedisServer
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "example-secret-example-secret-example-secret"
+EXAMPLES = ["plain_asgi", "fastapi_app", "starlette_app", "django_app"]
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> ModuleType:
@@ -33,7 +36,15 @@ def token(sub: str = "ayse") -> str:
     return str(jwt.encode(claims, SECRET, algorithm="HS256"))
 
 
-@pytest.mark.parametrize("name", ["plain_asgi", "fastapi_app"])
+def bearer(sub: str = "ayse") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub)}"}
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_readme_shows_the_example_verbatim(name: str) -> None:
     assert (ROOT / "examples" / f"{name}.py").read_text() in (ROOT / "README.md").read_text()
 
@@ -41,11 +52,11 @@ def test_readme_shows_the_example_verbatim(name: str) -> None:
 async def test_plain_asgi_example(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
     module = load("plain_asgi", monkeypatch, redis_server)
     await module.redis.set("epoch", 0)  # this Redis has "always" been there, so older tokens pass
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=module.app), base_url="http://t") as client:
-        assert (await client.get("/public")).text == "hello stranger"
-        assert (await client.get("/private")).status_code == 401
-        private = await client.get("/private", headers={"Authorization": f"Bearer {token()}"})
-        assert private.text == "hello ayse"
+    async with client(module.app) as http:
+        assert (await http.get("/public")).text == "hello stranger"
+        assert (await http.get("/private")).status_code == 401
+        private = await http.get("/private", headers=bearer())
+        assert private.text == "hello ayse" and private.headers["ratelimit-limit"] == "100"
     await module.redis.aclose()
 
 
@@ -53,11 +64,53 @@ async def test_fastapi_example(monkeypatch: pytest.MonkeyPatch, redis_server: Re
     module = load("fastapi_app", monkeypatch, redis_server)
     async with module.app.router.lifespan_context(module.app):
         await module.state["redis"].set("epoch", 0)
-        transport = httpx.ASGITransport(app=module.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            assert (await client.get("/public")).json() == {"public": True}
-            assert (await client.get("/me")).status_code == 401
-            me = await client.get("/me", headers={"Authorization": f"Bearer {token()}"})
-            assert me.json() == {"greeting": "merhaba ayse"}
+        async with client(module.app) as http:
+            assert (await http.get("/public")).json() == {"public": True}
+            assert (await http.get("/me")).status_code == 401
+            assert (await http.get("/me", headers=bearer())).json() == {"greeting": "merhaba ayse"}
             assert await module.state["redis"].get("greeting:ayse") is not None
-            assert (await client.get("/openapi.json")).status_code == 200
+            headers = bearer("emre")
+            sent = [await http.post("/messages", headers=headers) for _ in range(3)]
+            assert [r.status_code for r in sent] == [200, 200, 429]  # the route's own 2/minute
+            assert sent[0].headers["ratelimit-policy"] == '"POST /messages";q=2;w=60'
+            schema = (await http.get("/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    assert schema["paths"]["/me"]["get"]["security"] == [{"bearerAuth": []}]  # the lock in /docs
+    assert "security" not in schema["paths"]["/public"]["get"]
+
+
+async def test_starlette_example(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
+    module = load("starlette_app", monkeypatch, redis_server)
+    async with module.app.router.lifespan_context(module.app):
+        await module.state["redis"].set("epoch", 0)
+        async with client(module.app) as http:
+            assert (await http.get("/public")).json() == {"signed_in": False}
+            me = await http.get("/me", headers=bearer())
+            assert me.json() == {"id": "ayse", "scopes": ["authenticated"]}  # @requires and request.auth
+            headers = bearer("can")
+            uploads = [(await http.post("/upload", headers=headers)).status_code for _ in range(3)]
+            assert uploads == [200, 200, 429]
+
+
+async def test_django_example(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
+    module = load("django_app", monkeypatch, redis_server)
+    from gateway.integrations.django import patterns_from_urlconf
+
+    assert patterns_from_urlconf() == ["/items/{item_id:int}/", "/orders/"]
+    await module.redis.set("epoch", 0)
+    async with client(module.app) as http:
+        assert (await http.get("/items/7/")).json() == {"item": 7, "viewer": None}
+        assert (await http.get("/items/7/", headers=bearer())).json() == {"item": 7, "viewer": "ayse"}
+        assert (await http.get("/orders/")).status_code == 401
+        headers = bearer("deniz")
+        orders = [(await http.get("/orders/", headers=headers)).status_code for _ in range(4)]
+        assert orders == [200, 200, 200, 429]  # the override, by template, any method
+        for i in range(5):  # unknown paths: one "unmatched" budget, Django answers its 404
+            assert (await http.get(f"/nope/{i}/")).status_code == 404
+    keys = sorted(k.decode() async for k in module.redis.scan_iter("rate_limit:*"))
+    assert "rate_limit:ip:127.0.0.1:unmatched" in keys and "rate_limit:deniz:GET /orders/" in keys
+    await module.redis.aclose()

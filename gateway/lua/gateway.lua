@@ -1,7 +1,6 @@
--- The composed gateway step: revocation check and rate limit in one round trip.
--- KEYS[1..4] as auth_check.lua (blacklist, session, logout_all, epoch)   KEYS[5] the rate-limit key
--- ARGV[1..5] as auth_check.lua (sid, iat, touch ms, idle ms, check epoch)
--- ARGV[6] nonce   ARGV[7..] amount1, window1_ms, ...
+-- The fused gateway step (gateway/checks.py): revocation check and rate limit in one round trip.
+-- KEYS[1..4] as auth_check.lua (blacklist, logout_all, session, epoch)   KEYS[5] the rate-limit key
+-- ARGV[1..5] as auth_check.lua (sid, iat, touch ms, idle ms, check epoch)   ARGV[6..] as rate_limit.lua
 -- Returns {verdict} when the token is refused (nothing is counted), else {0, <rate_limit() result>...}.
 --!include revocation
 --!include ratelimit

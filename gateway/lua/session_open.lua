@@ -2,6 +2,7 @@
 -- KEYS[1] session:{user_id}   KEYS[2] epoch
 -- ARGV[1] sid (escaped)   ARGV[2] session JSON without times   ARGV[3] idle_ms   ARGV[4] 1 to record the epoch
 -- Returns the server time used as created and seen (ms).
+--!include epoch
 --!include session
 local key = KEYS[1]
 local sid = ARGV[1]
@@ -9,7 +10,7 @@ local idle_ms = tonumber(ARGV[3])
 local now_ms = server_ms()
 -- A Redis that has never seen a login gets its epoch now, before any token is checked against it.
 if ARGV[4] == '1' then
-  redis.call('SET', KEYS[2], math.floor(now_ms / 1000), 'NX')
+  epoch_begin(KEYS[2], math.floor(now_ms / 1000))
 end
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do

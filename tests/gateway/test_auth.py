@@ -21,12 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.auth import AuthMiddleware
-from gateway.blacklist import TokenBlacklist
-from gateway.breaker import CircuitBreaker
-from gateway.sessions import SessionStore
+from gateway import AuthMiddleware, AuthRules, CircuitBreaker, SessionStore, TokenBlacklist, TokenIssuer, TokenVerifier
 from gateway.testing import RedisServer
-from gateway.tokens import TokenIssuer, TokenVerifier
 from tests.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
@@ -49,10 +45,11 @@ def build(redis: Any, *, verifier: TokenVerifier | None = None, fail_open: bool 
     return AuthMiddleware(
         app,
         verifier=verifier or TokenVerifier(key=SECRET),
-        blacklist=TokenBlacklist(redis, sessions=sessions, breaker=CircuitBreaker(failure_threshold=1)),
-        public=["GET /public"],
+        blacklist=TokenBlacklist(
+            redis, sessions=SessionStore(redis) if sessions else None, breaker=CircuitBreaker(failure_threshold=1)
+        ),
+        rules=AuthRules(public=["GET /public"], fail_open=fail_open),
         routes=routes,
-        fail_open=fail_open,
     )
 
 
@@ -224,7 +221,7 @@ async def test_leeway_accepts_a_token_just_expired(redis: Redis) -> None:
 
 
 async def test_a_revoked_token_is_refused_next_request_by_every_instance(redis: Redis) -> None:
-    blacklist = TokenBlacklist(redis, sessions=False)
+    blacklist = TokenBlacklist(redis)
     value = token()
     claims = TokenVerifier(key=SECRET).verify(value)
     headers = {"Authorization": f"Bearer {value}"}
@@ -247,7 +244,7 @@ async def test_a_revoked_token_is_refused_next_request_by_every_instance(redis: 
 async def test_a_revoked_token_stays_refused_through_the_leeway_after_it_expires(redis: Redis) -> None:
     value = token({"exp": _now() + 2})
     claims = TokenVerifier(key=SECRET, leeway=30).verify(value)
-    await TokenBlacklist(redis, sessions=False, leeway=30).revoke(claims)
+    await TokenBlacklist(redis, leeway=30).revoke(claims)
     await asyncio.sleep(3.5)  # past exp, inside the leeway: the verifier still accepts the signature
     async with client_for(build(redis, sessions=False)) as client:
         response = await client.get("/private", headers={"Authorization": f"Bearer {value}"})
@@ -282,7 +279,7 @@ async def test_a_blacklist_that_forgets_sooner_than_the_verifier_accepts_is_a_st
 
 
 async def test_revoke_all_refuses_every_earlier_token_with_one_key(redis: Redis) -> None:
-    blacklist = TokenBlacklist(redis, sessions=False)
+    blacklist = TokenBlacklist(redis)
     earlier = [token() for _ in range(3)]
     other_user = token({"sub": "43"})
     async with client_for(build(redis, sessions=False)) as client:
@@ -434,16 +431,16 @@ async def test_endpoint_names_must_match_a_route(redis: Redis) -> None:
     routes = [Route("/private", private), Route("/public", public)]
     with pytest.raises(ValueError, match="'GET /pubilc' matches no route"):
         AuthMiddleware(
-            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public=["GET /pubilc"]
-        )
+            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes,
+            rules=AuthRules(public=["GET /pubilc"]),
+        )  # fmt: skip
     with pytest.raises(ValueError, match="POST /public"):
         AuthMiddleware(
-            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public=["POST /public"]
-        )
+            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes,
+            rules=AuthRules(public=["POST /public"]),
+        )  # fmt: skip
     with pytest.raises(TypeError, match="not one string"):
-        AuthMiddleware(
-            Starlette(routes=routes), verifier=TokenVerifier(key=SECRET), routes=routes, public="GET /public"
-        )
+        AuthRules(public="GET /public")
 
 
 async def test_head_is_the_get_endpoint_and_cors_preflights_pass_untouched(http: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway import GatewayEvents
 from gateway.breaker import CircuitBreaker, RedisUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +23,12 @@ async def ok() -> str:
 
 async def test_opens_probes_and_closes() -> None:
     changes: list[str] = []
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, cooldown=0, on_change=changes.append)
+
+    class Changes(GatewayEvents):
+        def circuit_changed(self, state: str) -> None:
+            changes.append(state)
+
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, cooldown=0, events=Changes())
     for _ in range(2):
         with pytest.raises(RedisUnavailable):
             await breaker.call(fail)

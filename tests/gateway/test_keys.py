@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from gateway.cache import cached
-from gateway.keys import Keys, escape
+from gateway import Keys, TokenBlacklist, cached, escape
 
 pytestmark = pytest.mark.anyio
 
@@ -15,7 +14,7 @@ def test_ordinary_ids_read_as_the_seed_writes_them() -> None:
     keys = Keys()
     assert keys.user("session", "42") == "session:42"
     assert keys.user("rate_limit", "42", "GET /listings/{listing_id}") == "rate_limit:42:GET /listings/{listing_id}"
-    assert keys.blacklist("42", "Qm9vaw") == "blacklist:42:Qm9vaw"
+    assert TokenBlacklist(lambda: None).blacklist_key({"sub": "42", "jti": "Qm9vaw"}) == "blacklist:42:Qm9vaw"
 
 
 def test_a_sub_that_looks_like_another_identity_gets_its_own_keys() -> None:
@@ -30,9 +29,9 @@ def test_a_sub_that_looks_like_another_identity_gets_its_own_keys() -> None:
 
 
 def test_a_jti_cannot_revoke_another_users_token() -> None:
-    keys = Keys()
-    assert keys.blacklist("alice", "same-jti") != keys.blacklist("bob", "same-jti")
-    assert keys.blacklist("a", "b:c") != keys.blacklist("a:b", "c")
+    key = TokenBlacklist(lambda: None).blacklist_key
+    assert key({"sub": "alice", "jti": "same-jti"}) != key({"sub": "bob", "jti": "same-jti"})
+    assert key({"sub": "a", "jti": "b:c"}) != key({"sub": "a:b", "jti": "c"})
 
 
 def test_escape_is_reversible_and_leaves_plain_text_alone() -> None:

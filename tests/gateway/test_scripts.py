@@ -13,9 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-from gateway.breaker import CircuitBreaker, RedisUnavailable
-from gateway.limiter import RateLimiter
-from gateway.limits import parse_limits
+from gateway import CircuitBreaker, RateLimiter, RedisUnavailable, parse_limits
 from gateway.scripts import lua_sha, lua_source, runner_for
 from gateway.testing import RedisServer
 from tests.conftest import redis_client

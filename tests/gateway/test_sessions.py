@@ -15,10 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gateway.auth import AuthMiddleware
-from gateway.blacklist import TokenBlacklist
-from gateway.sessions import Rotation, SessionStore, SessionTiming
-from gateway.tokens import TokenIssuer, TokenVerifier
+from gateway import AuthMiddleware, Rotation, SessionStore, SessionTiming, TokenBlacklist, TokenIssuer, TokenVerifier
 
 pytestmark = pytest.mark.anyio
 SECRET = "session-test-secret-0123456789-0123456789"
@@ -34,7 +31,7 @@ def app_for(redis: Redis, ttl: int) -> Any:
     return AuthMiddleware(
         Starlette(routes=routes),
         verifier=TokenVerifier(key=SECRET),
-        blacklist=TokenBlacklist(redis, session_ttl=ttl),
+        blacklist=TokenBlacklist(redis, sessions=SessionStore(redis, ttl=ttl)),
         routes=routes,
     )
 

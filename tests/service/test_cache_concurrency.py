@@ -64,7 +64,7 @@ async def test_racing_writers_and_readers_leave_every_cached_entry_equal_to_its_
             ids.append((await clients[0].post("/listings", json=body, headers=headers)).json()["id"])
         rng = random.Random(7)
         for app in apps:  # slow reads: the row is read, then the answer takes a while (the race window)
-            cache = app.state.kapi.load_listing
+            cache = app.state.kapi.listings.read
             real_load = cache.func
 
             async def slow_load(listing_id: int, real_load=real_load) -> object:  # type: ignore[no-untyped-def]
@@ -89,11 +89,11 @@ async def test_racing_writers_and_readers_leave_every_cached_entry_equal_to_its_
             for listing_id in ids:
                 cached = await redis.get(f"listing:{listing_id}")
                 if cached is not None and not cached.startswith(b"!"):
-                    assert orjson.loads(cached) == await apps[0].state.kapi.store.get(listing_id), round_
+                    assert orjson.loads(cached) == await apps[0].state.kapi.listings.store.get(listing_id), round_
                     checked += 1
         for listing_id in ids:
             served = await clients[1].get(f"/listings/{listing_id}")
-            assert served.json() == await apps[0].state.kapi.store.get(listing_id)
+            assert served.json() == await apps[0].state.kapi.listings.store.get(listing_id)
         assert checked >= 10  # the cache was really in use
         await redis.aclose()
         for client in clients:

@@ -69,7 +69,7 @@ async def test_cache_on_a_cluster(cluster_app: Starlette) -> None:
 
 
 async def test_users_keys_spread_over_the_nodes(cluster: RedisCluster) -> None:
-    from gateway.keys import Keys
+    from gateway import Keys, TokenBlacklist
 
     keys = Keys(cluster=True)
     client = ClusterClient.from_url(cluster.url)
@@ -77,7 +77,8 @@ async def test_users_keys_spread_over_the_nodes(cluster: RedisCluster) -> None:
     for user in range(60):
         key = keys.user("rate_limit", str(user), "GET /listings/{listing_id}")
         slot = await client.cluster_keyslot(key)
-        assert slot == await client.cluster_keyslot(keys.blacklist(str(user), "some-jti"))  # one slot per user
+        blacklisted = TokenBlacklist(lambda: None, keys=keys).blacklist_key({"sub": str(user), "jti": "some-jti"})
+        assert slot == await client.cluster_keyslot(blacklisted)  # one slot per user
         nodes.add(client.nodes_manager.get_node_from_slot(slot).name)
     await client.aclose()
     assert len(nodes) == 3

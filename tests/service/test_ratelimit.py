@@ -63,7 +63,7 @@ async def test_pro_tier_claim_gets_its_own_limit(redis_server: RedisServer, redi
     app = create_app(settings)
     async with app.router.lifespan_context(app), http_client(app) as client:
         kapi = app.state.kapi
-        pair = await kapi.open_session("77", ip="127.0.0.1", user_agent="t")
+        pair = await kapi.sign_in.open_session("77", ip="127.0.0.1", user_agent="t")
         pro_token = kapi.issuer.encode({**pair.access, "tier": "pro", "jti": "pro-jti"})
         statuses = [(await client.get("/listings", headers={"Authorization": f"Bearer {pro_token}"})).status_code
                     for _ in range(4)]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.limits import Limit, parse_limits
+from gateway import Limit, parse_limits
 from service.settings import SHIPPED_SECRETS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]

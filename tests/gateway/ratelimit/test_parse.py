@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.limits import Limit, parse_limits
+from gateway.ratelimit import Limit, parse_limits
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Rate limiters: ``RateLimiter`` (exact, shared by every process through Redis) and ``LocalLimiter``
-(the same algorithm in process memory, the approximate per-worker fallback while Redis is away).
+"""The algorithm: ``RateLimiter`` (exact, shared by every process through Redis; its Lua is
+``lua/ratelimit.lua``) and ``LocalLimiter`` (the same algorithm in process memory, the approximate
+per-worker fallback while Redis is away).
 
 The algorithm is a sliding log: a sorted set of the admitted requests' server times. It is the only
 common algorithm that never admits more than the limit in *any* window of the limit's length (fixed
@@ -16,10 +17,9 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from gateway.blacklist import Verdict
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
-from gateway.limits import Limit
+from gateway.ratelimit.parse import Limit
 from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisSource
 
@@ -34,6 +34,8 @@ class LimitState(NamedTuple):
 
 
 class Decision(NamedTuple):
+    """Whether a request was admitted, and the state of each of its policy's limits after it."""
+
     admitted: bool
     states: tuple[LimitState, ...]
 
@@ -43,14 +45,16 @@ class Decision(NamedTuple):
         return max((s.reset for s in self.states if s.remaining == 0), default=1)
 
 
-def _limit_args(limits: Sequence[Limit]) -> list[int]:
-    args: list[int] = []
+def limit_args(limits: Sequence[Limit]) -> list[Any]:
+    """The script arguments of one hit (``lua/ratelimit.lua``'s ``rate_limit``): a nonce, then each limit."""
+    args: list[Any] = [nonce()]
     for limit in limits:
         args += [limit.amount, limit.window * 1000]
     return args
 
 
-def _decision(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
+def decision_of(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
+    """``rate_limit``'s reply as a ``Decision``."""
     states = tuple(
         LimitState(limit, int(reply[1 + 2 * i]), max(1, math.ceil(int(reply[2 + 2 * i]) / 1000)))
         for i, limit in enumerate(limits)
@@ -65,27 +69,14 @@ class RateLimiter:
     def __init__(self, redis: RedisSource, *, breaker: CircuitBreaker | None = None) -> None:
         self.redis = redis
         self.breaker = breaker or CircuitBreaker()
-        self._scripts = ScriptSet("rate_limit", "gateway")
+        self._scripts = ScriptSet("rate_limit")
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         """Count one request under ``key``. Raises ``RedisUnavailable`` when Redis cannot answer."""
-        scripts = self._scripts.bind(require_client(self.redis))
-        args = [nonce(), *_limit_args(limits)]
+        scripts = self._scripts.bind(require_client(self.redis), self.breaker.events)
+        args = limit_args(limits)
         reply = await self.breaker.call(lambda: scripts["rate_limit"](keys=[key], args=args))
-        return _decision(reply, limits)
-
-    async def hit_checked(
-        self, check_keys: list[str], check_args: list[Any], key: str, limits: Sequence[Limit]
-    ) -> tuple[Verdict, Decision | None]:
-        """A token's revocation check (see ``TokenBlacklist``) and the hit, in one round trip. A
-        refused token is not counted: the decision is then None."""
-        scripts = self._scripts.bind(require_client(self.redis))
-        args = [*check_args, nonce(), *_limit_args(limits)]
-        reply = await self.breaker.call(lambda: scripts["gateway"](keys=[*check_keys, key], args=args))
-        verdict = Verdict(int(reply[0]))
-        if verdict is not Verdict.VALID:
-            return verdict, None
-        return verdict, _decision(reply[1:], limits)
+        return decision_of(reply, limits)
 
 
 class LocalLimiter:

@@ -1,4 +1,4 @@
-"""RateLimitMiddleware and GatewayMiddleware on a tiny Starlette app, against a real Redis."""
+"""RateLimitMiddleware on a tiny Starlette app (behind AuthMiddleware), against a real Redis."""
 
 from __future__ import annotations
 
@@ -15,17 +15,20 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gateway.auth import AuthMiddleware
-from gateway.blacklist import TokenBlacklist
-from gateway.breaker import CircuitBreaker
-from gateway.clientip import ClientAddress
-from gateway.limiter import RateLimiter
-from gateway.ratelimit import QUOTA_EXCEEDED, Policy, RateLimitMiddleware
-from gateway.stack import GatewayMiddleware
+from gateway import (
+    QUOTA_EXCEEDED,
+    AuthMiddleware,
+    AuthRules,
+    CircuitBreaker,
+    ClientAddress,
+    Policy,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimits,
+    TokenVerifier,
+)
 from gateway.testing import RedisServer
-from gateway.tokens import TokenVerifier
 from tests.conftest import redis_client
-from tests.monitor import client_commands
 
 pytestmark = pytest.mark.anyio
 SECRET = "rate-limit-test-secret-0123456789-0123456789"
@@ -49,16 +52,25 @@ def token(sub: str = "u1", **claims: Any) -> str:
     return str(jwt.encode(base, SECRET, algorithm="HS256"))
 
 
-def limited(redis: Any, **options: Any) -> Any:
+def rules(**options: Any) -> RateLimits:
+    """``RateLimits`` from the options these tests vary (``policy`` is the chooser)."""
+    if "policy" in options:
+        options["choose"] = options.pop("policy")
+    return RateLimits(**{"default": "5/minute", **options})
+
+
+def limited(redis: Any, *, client_address: ClientAddress | None = None, **options: Any) -> Any:
     """Auth (no blacklist) then the rate limiter, as two separate middleware."""
-    options.setdefault("default", "5/minute")
     inner = RateLimitMiddleware(
         Starlette(routes=ROUTES),
         limiter=RateLimiter(redis, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=5)),
+        limits=rules(**options),
         routes=ROUTES,
-        **options,
+        client_address=client_address,
     )
-    return AuthMiddleware(inner, verifier=TokenVerifier(key=SECRET), public=lambda scope: True, routes=ROUTES)
+    return AuthMiddleware(
+        inner, verifier=TokenVerifier(key=SECRET), rules=AuthRules(public=lambda scope: True), routes=ROUTES
+    )
 
 
 def client(app: Any, ip: str = "127.0.0.1") -> httpx.AsyncClient:
@@ -225,93 +237,6 @@ async def test_redis_paused_answers_within_the_timeout(own_redis_server: RedisSe
     await redis.aclose()
 
 
-async def gateway_app(redis: Any, **options: Any) -> Any:
-    await redis.set("epoch", 0)
-    options.setdefault("default", "100/hour")
-    return GatewayMiddleware(
-        Starlette(routes=ROUTES),
-        verifier=TokenVerifier(key=SECRET),
-        blacklist=TokenBlacklist(redis, sessions=False),
-        limiter=RateLimiter(redis),
-        public=["GET /items/{item_id}"],
-        routes=ROUTES,
-        **options,
-    )
-
-
-async def test_gateway_costs_one_round_trip_per_request(redis_server: RedisServer, redis: Redis) -> None:
-    app = await gateway_app(redis)
-    headers = auth("u1")
-    async with client(app) as http:
-        await http.get("/items/1", headers=headers)  # scripts loaded, connection open
-        async with client_commands(redis_server.url) as seen:
-            for i in range(10):
-                response = await http.get(f"/items/{i}", headers=headers)
-                assert response.status_code == 200 and response.headers["ratelimit-remaining"] == str(98 - i)
-            for _ in range(5):
-                assert (await http.get("/items/1")).status_code == 200  # anonymous: rate limit only
-    assert seen.names() == ["EVALSHA"] * 15
-
-
-async def test_gateway_refuses_revoked_tokens_without_counting_them(redis: Redis) -> None:
-    app = await gateway_app(redis, default="3/minute")
-    value = token("u9")
-    claims = TokenVerifier(key=SECRET).verify(value)
-    async with client(app) as http:
-        assert (await http.get("/items/1", headers={"Authorization": f"Bearer {value}"})).status_code == 200
-        await TokenBlacklist(redis).revoke(claims)
-        for _ in range(5):
-            response = await http.get("/items/1", headers={"Authorization": f"Bearer {value}"})
-            assert response.status_code == 401
-        fresh = await http.get("/items/1", headers=auth("u9"))
-        assert fresh.status_code == 200 and fresh.headers["ratelimit-remaining"] == "1"
-
-
-async def test_gateway_fails_closed_for_tokens_and_falls_back_for_limits(own_redis_server: RedisServer) -> None:
-    redis = redis_client(own_redis_server.url)
-    app = await gateway_app(redis, default="2/minute")
-    async with client(app) as http:
-        own_redis_server.kill()
-        assert (await http.get("/items/1", headers=auth())).status_code == 503
-        anonymous = [(await http.get("/items/1")).status_code for _ in range(3)]
-        assert anonymous == [200, 200, 429]  # the local limiter
-    await redis.aclose()
-
-
-async def test_a_token_whose_sub_names_an_address_cannot_drain_that_addresses_budget(redis: Redis) -> None:
-    app = await gateway_app(redis, default="3/minute")
-    async with client(app, ip="10.1.2.3") as http:
-        forged = auth("ip:10.1.2.3")  # correctly signed, by an issuer that lets users pick their sub
-        assert [(await http.get("/items/1", headers=forged)).status_code for _ in range(4)] == [200] * 3 + [429]
-        assert (await http.get("/items/1")).status_code == 200  # the anonymous budget is untouched
-        assert (await http.get("/items/1")).headers["ratelimit-remaining"] == "1"
-    keys = sorted([key.decode() async for key in redis.scan_iter("rate_limit:*")])
-    assert keys == ["rate_limit:ip%3A10.1.2.3:GET /items/{item_id}", "rate_limit:ip:10.1.2.3:GET /items/{item_id}"]
-
-
-async def test_a_scan_of_unknown_paths_is_one_budget_and_one_key(redis: Redis) -> None:
-    app = await gateway_app(redis, default="1000/minute")
-    async with client(app) as http:
-        for i in range(300):
-            assert (await http.get(f"/wp-admin/{i}.php")).status_code == 404
-        assert (await http.request("BREW", "/coffee")).status_code == 404  # client-chosen methods too
-    keys = [key.decode() async for key in redis.scan_iter("rate_limit:*")]
-    assert keys == ["rate_limit:ip:127.0.0.1:unmatched"]
-
-
-async def test_head_shares_the_get_routes_auth_rule_and_budget(redis: Redis) -> None:
-    app = await gateway_app(redis, default="3/minute")
-    async with client(app) as http:
-        head = await http.head("/items/1")  # public as "GET /items/{item_id}"
-        assert head.status_code == 200 and head.content == b""
-        assert head.headers["ratelimit-remaining"] == "2"
-        assert (await http.get("/items/1")).headers["ratelimit-remaining"] == "1"
-        assert (await http.head("/items/1")).headers["ratelimit-remaining"] == "0"
-        assert (await http.get("/items/1")).status_code == 429
-    keys = [key.decode() async for key in redis.scan_iter("rate_limit:*")]
-    assert keys == ["rate_limit:ip:127.0.0.1:GET /items/{item_id}"]
-
-
 async def test_override_and_exempt_names_are_checked_against_the_routes(redis: Redis) -> None:
     with pytest.raises(ValueError, match="overrides: 'POST /logn' matches no route"):
         limited(redis, overrides={"POST /logn": "10/minute"})
@@ -319,4 +244,6 @@ async def test_override_and_exempt_names_are_checked_against_the_routes(redis: R
         limited(redis, exempt=["/healthz"])
     with pytest.raises(TypeError, match="not one string"):
         limited(redis, exempt="/health")
+    with pytest.raises(TypeError, match="not one string"):
+        AuthRules(public="GET /items")
     limited(redis, overrides={"POST /login": "10/minute"}, exempt=["/health"])  # the real names are fine

@@ -1,0 +1,42 @@
+"""Kapı's gateway in front of a Django (ASGI) app: route templates from its URLconf, the caller in request.scope."""
+
+import os
+
+import django
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import path
+
+settings.configure(
+    DEBUG=False, ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], SECRET_KEY=os.environ["JWT_SECRET"], USE_TZ=True
+)
+django.setup()
+
+from django.core.asgi import get_asgi_application  # noqa: E402  (after settings)
+from redis.asyncio import Redis  # noqa: E402
+
+from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier  # noqa: E402
+from gateway.integrations.django import patterns_from_urlconf, token_user  # noqa: E402
+
+
+async def item(request, item_id: int):
+    user = token_user(request)  # the caller the gateway authenticated (None: anonymous)
+    return JsonResponse({"item": item_id, "viewer": user.identity if user else None})
+
+
+async def orders(request):
+    return JsonResponse({"orders_of": token_user(request).identity})
+
+
+urlpatterns = [path("items/<int:item_id>/", item), path("orders/", orders)]
+
+redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"), socket_timeout=0.1)
+app = GatewayMiddleware(
+    get_asgi_application(),
+    verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
+    blacklist=TokenBlacklist(redis),
+    limiter=RateLimiter(redis),
+    patterns=patterns_from_urlconf(),  # ["/items/{item_id:int}/", "/orders/"]
+    auth=AuthRules(public=["/items/{item_id:int}/"]),
+    limits=RateLimits(default="100/hour", overrides={"/orders/": "3/minute"}),
+)

@@ -1,0 +1,56 @@
+"""Kapı's gateway in a Starlette app: @requires works with request.user, and a route declares its own limit."""
+
+import os
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, limit
+
+state: dict[str, Redis] = {}
+
+
+@requires("authenticated")
+async def me(request):
+    return JSONResponse({"id": request.user.identity, "scopes": request.auth.scopes})
+
+
+@requires("authenticated")
+@limit("2/minute")  # found through the routes given to the middleware
+async def upload(request):
+    return JSONResponse({"uploaded_by": request.user.identity})
+
+
+async def public(request):
+    return JSONResponse({"signed_in": request.user.is_authenticated})
+
+
+@asynccontextmanager
+async def lifespan(app):
+    state["redis"] = Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"), socket_timeout=0.1)
+    yield
+    await state.pop("redis").aclose()
+
+
+routes = [Route("/me", me), Route("/upload", upload, methods=["POST"]), Route("/public", public)]
+redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
+app = Starlette(
+    routes=routes,
+    lifespan=lifespan,
+    middleware=[
+        Middleware(
+            GatewayMiddleware,
+            verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
+            blacklist=TokenBlacklist(redis),
+            limiter=RateLimiter(redis),
+            routes=routes,
+            auth=AuthRules(public=["GET /public"]),
+            limits=RateLimits(default="100/hour"),
+        )
+    ],
+)

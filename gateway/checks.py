@@ -1,0 +1,160 @@
+"""The gateway's checks for one request in one Redis round trip: ``RequestChecks`` (the pipeline)
+and ``GatewayMiddleware`` (its middleware).
+
+1. **Authenticate** (local work, no Redis): the verified token, or an anonymous caller on a public
+   endpoint (``gateway.auth.Authenticator``).
+2. **Plan** the rate limit: which policy and key the request counts against
+   (``gateway.ratelimit.Planner``).
+3. **One Redis step**: the fused script ``lua/gateway.lua`` checks the token for revocation
+   (``TokenBlacklist``'s check) and counts the hit (``RateLimiter``'s algorithm); a refused token is
+   not counted. A request with only one of the two runs that one's script.
+
+``AuthMiddleware`` and ``RateLimitMiddleware`` remain usable alone; this is the composition that
+costs one round trip, using only their parts' public faces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from starlette.routing import BaseRoute
+
+from gateway.auth import Authenticator, AuthFailure, AuthRules, check_blacklist
+from gateway.blacklist import TokenBlacklist, Verdict
+from gateway.breaker import RedisUnavailable
+from gateway.clientip import ClientAddress
+from gateway.connection import require_client
+from gateway.events import NO_EVENTS, GatewayEvents
+from gateway.keys import Keys
+from gateway.problem import ProblemResponse
+from gateway.ratelimit.fallback import Fallback
+from gateway.ratelimit.middleware import run_limited
+from gateway.ratelimit.policy import Plan, Planner, RateLimits
+from gateway.ratelimit.strategy import Decision, RateLimiter, decision_of, limit_args
+from gateway.routing import EndpointResolver, is_preflight
+from gateway.scripts import ScriptSet
+from gateway.tokens import Claims, TokenVerifier
+from gateway.types import ASGIApp, Receive, Scope, Send
+
+
+class Outcome(NamedTuple):
+    """What the checks found: the caller's claims (None: anonymous), and the rate-limit plan and
+    decision (None: not limited, or no limit while Redis is away)."""
+
+    claims: Claims | None
+    plan: Plan | None
+    decision: Decision | None
+
+
+class RequestChecks:
+    """The pipeline (see the module docstring). ``check`` returns an ``Outcome``, or the problem
+    response that refuses the request (401, 429's are left to the caller, 503)."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        blacklist: TokenBlacklist | None,
+        limiter: RateLimiter,
+        planner: Planner,
+        fallback: Fallback,
+    ) -> None:
+        self.authenticator = authenticator
+        self.blacklist = blacklist
+        self.limiter = limiter
+        self.planner = planner
+        self.fallback = fallback
+        self._scripts = ScriptSet("gateway")
+
+    async def check(self, scope: Scope) -> Outcome | ProblemResponse:
+        """Raises ``AuthFailure`` for a refused token."""
+        authenticator = self.authenticator
+        claims = authenticator.authenticate(scope)
+        authenticator.set_user(scope, claims)  # a policy chooser may read scope["user"]
+        plan = self.planner.plan(scope, claims["sub"] if claims else None)
+        decision: Decision | ProblemResponse | None = None
+        try:
+            if claims is not None and self.blacklist is not None:
+                if plan is None:
+                    authenticator.apply(await self.blacklist.verdict(claims))
+                else:
+                    verdict, decision = await self.revocation_and_hit(self.blacklist, claims, plan)
+                    authenticator.apply(verdict)
+            elif plan is not None:
+                decision = await self.limiter.hit(plan.key, plan.policy.limits)
+        except RedisUnavailable as exc:
+            if claims is not None and self.blacklist is not None:
+                authenticator.unchecked(exc)  # raises AuthFailure unless failing open
+            decision = None if plan is None else self.fallback.decide(plan, exc)
+        if isinstance(decision, ProblemResponse):
+            return decision
+        return Outcome(claims, plan, decision)
+
+    async def revocation_and_hit(
+        self, blacklist: TokenBlacklist, claims: Claims, plan: Plan
+    ) -> tuple[Verdict, Decision | None]:
+        """The fused step: one script, one round trip. A refused token is not counted (no decision)."""
+        limiter = self.limiter
+        scripts = self._scripts.bind(require_client(limiter.redis), limiter.breaker.events)
+        keys = [*blacklist.check_keys(claims), plan.key]
+        args: list[Any] = [*blacklist.check_args(claims), *limit_args(plan.policy.limits)]
+        reply = await limiter.breaker.call(lambda: scripts["gateway"](keys=keys, args=args))
+        verdict = Verdict(int(reply[0]))
+        if verdict is not Verdict.VALID:
+            return verdict, None
+        return verdict, decision_of(reply[1:], plan.policy.limits)
+
+
+class GatewayMiddleware:
+    """Authentication (``auth``: what is public, what ignores tokens, fail-open) and rate limiting
+    (``limits``) for any ASGI app, in one Redis round trip per request. ``routes`` (a
+    Starlette/FastAPI app's ``app.routes``) or ``patterns`` name the route templates both refer to;
+    ``keys``, ``client_address`` and ``events`` as for the parts. CORS preflights pass through."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        blacklist: TokenBlacklist | None,
+        limiter: RateLimiter,
+        auth: AuthRules | None = None,
+        limits: RateLimits | None = None,
+        routes: Sequence[BaseRoute] = (),
+        patterns: Iterable[str] = (),
+        keys: Keys | None = None,
+        client_address: ClientAddress | None = None,
+        events: GatewayEvents | None = None,
+    ) -> None:
+        check_blacklist(verifier, blacklist)
+        resolver = EndpointResolver(routes, patterns=patterns)
+        rules = limits or RateLimits()
+        self.app = app
+        self.events = events or NO_EVENTS
+        self.checks = RequestChecks(
+            authenticator=Authenticator(verifier, auth or AuthRules(), resolver),
+            blacklist=blacklist,
+            limiter=limiter,
+            planner=Planner(
+                rules, resolver=resolver, keys=keys or Keys(), client_address=client_address or ClientAddress()
+            ),
+            fallback=Fallback(rules.on_redis_error),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            outcome = await self.checks.check(scope)
+        except AuthFailure as failure:
+            self.events.token_rejected(failure.reason)
+            await failure.response(scope, receive, send)
+            return
+        if isinstance(outcome, ProblemResponse):
+            await outcome(scope, receive, send)
+        elif outcome.plan is None or outcome.decision is None:
+            await self.app(scope, receive, send)
+        else:
+            await run_limited(self.app, outcome.plan, outcome.decision, scope, receive, send, self.events)

@@ -1,0 +1,35 @@
+"""``GatewayEvents``: what the gateway's components report, in one small interface.
+
+Give one object to every component (``events=``) to export metrics or write logs; each method does
+nothing by default, so a subclass overrides only what it needs. The methods are called on the hot
+path: keep them cheap (a counter increment), never blocking.
+"""
+
+from __future__ import annotations
+
+
+class GatewayEvents:
+    """Override what you need; every method is a no-op here."""
+
+    def token_rejected(self, reason: str) -> None:
+        """A request was refused by authentication (``missing``, ``expired``, ``revoked``, ...)."""
+
+    def rate_limit_decision(self, policy: str, admitted: bool) -> None:
+        """A rate-limit decision under ``policy``."""
+
+    def cache_event(self, event: str) -> None:
+        """The cache decorator did something: ``hits``, ``misses``, ``loads``, ``waits``, ``errors``,
+        ``stale_fills_refused``."""
+
+    def redis_call(self, seconds: float, ok: bool) -> None:
+        """One Redis call through the circuit breaker finished (``ok`` False: failed or timed out)."""
+
+    def redis_round_trip(self, seconds: float, calls: int, ok: bool) -> None:
+        """One round trip of batched script calls (``calls`` of them shared it)."""
+
+    def circuit_changed(self, state: str) -> None:
+        """The circuit breaker entered ``closed``, ``open`` or ``half_open``."""
+
+
+#: The events of a component given none.
+NO_EVENTS = GatewayEvents()

@@ -1,0 +1,111 @@
+"""``RateLimitMiddleware``: per-user, per-endpoint rate limiting in Redis for any ASGI app.
+
+The budget key is ``rate_limit:{user_id}:{endpoint}``: the authenticated user's id (from
+``scope["user"]``, set by an authentication middleware before this one) or ``ip:{client address}``,
+and the route template with its method, so ``/listings/1`` and ``/listings/2`` share one budget.
+Every limited response carries the IETF draft headers (``RateLimit-Policy``, ``RateLimit``) and the
+older ``RateLimit-Limit``/``-Remaining``/``-Reset`` trio; a refused one gets 429, ``Retry-After`` and
+a quota-exceeded problem body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute
+
+from gateway.breaker import RedisUnavailable
+from gateway.clientip import ClientAddress
+from gateway.events import NO_EVENTS, GatewayEvents
+from gateway.keys import Keys
+from gateway.problem import ProblemResponse
+from gateway.ratelimit.fallback import Fallback
+from gateway.ratelimit.headers import add_rate_limit_headers, rate_limit_headers, too_many_requests
+from gateway.ratelimit.policy import Plan, Planner, RateLimits
+from gateway.ratelimit.strategy import Decision, RateLimiter
+from gateway.routing import EndpointResolver, is_preflight
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def run_limited(
+    app: ASGIApp, plan: Plan, decision: Decision, scope: Scope, receive: Receive, send: Send, events: GatewayEvents
+) -> None:
+    """Answer 429 for a refused decision; otherwise run the app with the rate-limit headers added."""
+    events.rate_limit_decision(plan.policy.name, decision.admitted)
+    if not decision.admitted:
+        await too_many_requests(plan.policy, decision)(scope, receive, send)
+        return
+    headers = rate_limit_headers(plan.policy, decision)
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            raw = message.setdefault("headers", [])
+            if any(name == b"ratelimit-remaining" for name, _ in raw):
+                add_rate_limit_headers(MutableHeaders(scope=message), headers)  # the app limited it too
+            else:
+                raw.extend((name.lower().encode(), value.encode()) for name, value in headers)
+        await send(message)
+
+    await app(scope, receive, send_with_headers)
+
+
+def user_id_of(scope: Scope) -> str | None:
+    """The authenticated user's id from ``scope["user"]`` (any authentication middleware), or None."""
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return str(user.identity)
+    return None
+
+
+class RateLimitMiddleware:
+    """Rate limiting by ``limits`` (a ``RateLimits``: default, overrides, exemptions, a per-request
+    chooser, what to do while Redis is away). ``routes`` (a Starlette/FastAPI app's ``app.routes``)
+    or ``patterns`` (``"GET /items/{item_id}"``) name the route templates; limits declared on routes
+    with ``@limit(...)`` are found through ``routes``. ``keys`` puts a prefix before the keys;
+    ``client_address`` says whose ``X-Forwarded-For`` to believe. Place it after the authentication
+    middleware, which sets ``scope["user"]`` (or use ``GatewayMiddleware`` for both in one round trip)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        limits: RateLimits | None = None,
+        routes: Sequence[BaseRoute] = (),
+        patterns: Iterable[str] = (),
+        keys: Keys | None = None,
+        client_address: ClientAddress | None = None,
+        events: GatewayEvents | None = None,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        rules = limits or RateLimits()
+        self.planner = Planner(
+            rules,
+            resolver=EndpointResolver(routes, patterns=patterns),
+            keys=keys or Keys(),
+            client_address=client_address or ClientAddress(),
+        )
+        self.fallback = Fallback(rules.on_redis_error)
+        self.events = events or NO_EVENTS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+        plan = self.planner.plan(scope, user_id_of(scope))
+        if plan is None:
+            await self.app(scope, receive, send)
+            return
+        decision: Decision | ProblemResponse | None
+        try:
+            decision = await self.limiter.hit(plan.key, plan.policy.limits)
+        except RedisUnavailable as exc:
+            decision = self.fallback.decide(plan, exc)
+        if isinstance(decision, ProblemResponse):
+            await decision(scope, receive, send)
+        elif decision is None:
+            await self.app(scope, receive, send)
+        else:
+            await run_limited(self.app, plan, decision, scope, receive, send, self.events)
