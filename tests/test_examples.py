@@ -111,6 +111,6 @@ async def test_django_example(monkeypatch: pytest.MonkeyPatch, redis_server: Red
         assert orders == [200, 200, 200, 429]  # the override, by template, any method
         for i in range(5):  # unknown paths: one "unmatched" budget, Django answers its 404
             assert (await http.get(f"/nope/{i}/")).status_code == 404
-    keys = sorted(k.decode() async for k in module.redis.scan_iter("rate_limit:*"))
+    keys = sorted([k.decode() async for k in module.redis.scan_iter("rate_limit:*")])
     assert "rate_limit:ip:127.0.0.1:unmatched" in keys and "rate_limit:deniz:GET /orders/" in keys
     await module.redis.aclose()
