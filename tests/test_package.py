@@ -68,7 +68,7 @@ APP = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_the_wheel_installs_the_gateway_alone_and_serves(tmp_path: Path, redis_server: RedisServer) -> None:
+def test_the_wheel_installs_the_gateway_alone_and_serves(tmp_path: Path, own_redis_server: RedisServer) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(dist)],
@@ -98,7 +98,7 @@ def test_the_wheel_installs_the_gateway_alone_and_serves(tmp_path: Path, redis_s
     assert checks == "True True"  # no top-level `service` package; the version is the package's
 
     (tmp_path / "app.py").write_text(APP)
-    served = subprocess.run([python, "app.py", redis_server.url], capture_output=True, text=True, cwd=tmp_path,
+    served = subprocess.run([python, "app.py", own_redis_server.url], capture_output=True, text=True, cwd=tmp_path,
                             timeout=60)  # fmt: skip
     assert served.returncode == 0, served.stderr
     result = json.loads(served.stdout)
