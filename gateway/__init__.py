@@ -27,7 +27,7 @@ from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
-from gateway.cache import CachedFunction, CacheResult, CacheStats, cached
+from gateway.cache import CachedFunction, CacheResult, CacheStats, Generation, cached
 from gateway.checks import GatewayMiddleware, Outcome, RequestChecks
 from gateway.clientip import ClientAddress
 from gateway.epoch import DataLossEpoch
@@ -83,6 +83,7 @@ __all__ = [
     "ErrorBoundaryMiddleware",
     "GatewayEvents",
     "GatewayMiddleware",
+    "Generation",
     "HeaderLimitMiddleware",
     "InvalidToken",
     "Keys",

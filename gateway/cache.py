@@ -45,6 +45,55 @@ class _LeaderCancelled(Exception):
         self.lease = lease
 
 
+class Generation:
+    """A version number for a family of cache entries (``generation:{name}``): bump it and every
+    entry cached under it is stale at once, with one ``INCR``, no ``SCAN`` (tag invalidation). A
+    ``cached`` function given ``generation=`` stores each entry with the generation it read, and
+    counts an entry of another generation as a miss; a fill whose generation moved while it loaded
+    is refused. ``ttl`` keeps the counter (renewed by every bump) far longer than any entry lives.
+
+    When a bump cannot reach Redis, the generation is *pending*: this process bypasses the family's
+    entries until :meth:`retry_pending` has bumped it."""
+
+    def __init__(self, name: str, *, redis: RedisSource, keys: Keys | None = None, ttl: int = 30 * 86400,
+                 breaker: CircuitBreaker | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.keys = keys or Keys()
+        self.ttl = ttl
+        self.breaker = breaker or CircuitBreaker()
+        self.pending = False
+        self._redis = redis
+        self._scripts = ScriptSet("generation_bump")
+
+    @property
+    def key(self) -> str:
+        return self.keys.owned("generation", escape(self.name))
+
+    def scope(self, key: str) -> str:
+        """An entry key of this family: on a cluster, behind the generation's hash tag, so the
+        scripts that read both find them in one slot."""
+        return f"{self.keys.prefix}{{{escape(self.name)}}}:{key}" if self.keys.cluster else self.keys(key)
+
+    async def bump(self) -> bool:
+        """Make every entry of the family stale. False (and pending) when Redis cannot be reached."""
+        client = resolve_client(self._redis)
+        try:
+            if client is None:
+                raise RedisUnavailable("no Redis client")
+            scripts = self._scripts.bind(client, self.breaker.events)
+            await self.breaker.call(lambda: scripts["generation_bump"](keys=[self.key], args=[self.ttl]))
+        except RedisUnavailable as exc:
+            self.pending = True
+            logger.warning("bumping cache generation %s failed (%s); it stays pending", self.name, exc)
+            return False
+        self.pending = False
+        return True
+
+    async def retry_pending(self) -> bool:
+        """Bump again if a bump is pending; True when nothing is pending any more."""
+        return await self.bump() if self.pending else True
+
+
 class CacheResult(NamedTuple, Generic[T]):
     """A loader's value and whether it came from Redis."""
 
@@ -96,6 +145,7 @@ class CachedFunction(Generic[P, T]):
         lease_ms: int,
         breaker: CircuitBreaker | None,
         events: GatewayEvents | None = None,
+        generation: Generation | None = None,
     ) -> None:
         if ttl < 1:
             raise ValueError("ttl must be at least 1 second")
@@ -109,6 +159,7 @@ class CachedFunction(Generic[P, T]):
         self.lease_ms = lease_ms
         self.breaker = breaker or CircuitBreaker()
         self.stats = CacheStats(events)
+        self.generation = generation
         self._redis = redis
         self._signature = inspect.signature(func)
         parameters = self._signature.parameters.values()
@@ -124,7 +175,7 @@ class CachedFunction(Generic[P, T]):
             raise ValueError(
                 f"key template {template!r} names {sorted(unknown)}, which {func.__name__}() does not take"
             )
-        self._scripts = ScriptSet("cache_get", "cache_fill")
+        self._scripts = ScriptSet("cache_get", "cache_fill", "cache_invalidate")
         self._inflight: dict[str, list[asyncio.Future[_Fetched]]] = {}
         #: Keys whose invalidation has not reached Redis yet; reads of them skip the cache.
         self.pending: set[str] = set()
@@ -138,10 +189,13 @@ class CachedFunction(Generic[P, T]):
             # Fast path (the common call shapes): no Signature.bind on every request.
             arguments = {**self._defaults, **dict(zip(self._names, args, strict=False)), **kwargs}
             if self._fields <= arguments.keys():
-                return self.keys(self._render(arguments))
+                return self._scoped(self._render(arguments))
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return self.keys(self._render(bound.arguments))
+        return self._scoped(self._render(bound.arguments))
+
+    def _scoped(self, rendered: str) -> str:
+        return self.generation.scope(rendered) if self.generation is not None else self.keys(rendered)
 
     def _render(self, arguments: dict[str, Any]) -> str:
         pieces: list[str] = []
@@ -207,22 +261,35 @@ class CachedFunction(Generic[P, T]):
                 waiter.set_result(fetched)
         return fetched
 
-    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete the entry (and any lease on it). When Redis cannot be reached, returns False and
-        remembers the key as *pending*: this process reads it from the loader, never from Redis,
-        until :meth:`retry_pending` has deleted it, so a stale entry is never served here."""
-        return await self.invalidate_key(self.key(*args, **kwargs))
+    async def invalidate(self, *args: Any, bump: Generation | None = None, **kwargs: Any) -> bool:
+        """Delete the entry (and any lease on it); with ``bump``, also bump that generation in the same
+        step (one script; two calls on a cluster, where the two keys live in different slots). When
+        Redis cannot be reached, returns False and remembers the key (and the generation) as
+        *pending*: this process reads them from the loader, never from Redis, until
+        :meth:`retry_pending` (and ``Generation.retry_pending``) has delivered them, so a stale
+        entry is never served here."""
+        return await self.invalidate_key(self.key(*args, **kwargs), bump=bump)
 
-    async def invalidate_key(self, key: str) -> bool:
+    async def invalidate_key(self, key: str, *, bump: Generation | None = None) -> bool:
         """:meth:`invalidate` by the full key (as :meth:`key` returns it)."""
         client = self._client()
         try:
             if client is None:
                 raise RedisUnavailable("no Redis client")
-            await self.breaker.call(lambda: client.delete(key))
+            if bump is not None and not self.keys.cluster:
+                scripts = self._scripts.bind(client, self.breaker.events)
+                await self.breaker.call(lambda: scripts["cache_invalidate"](keys=[key, bump.key], args=[bump.ttl]))
+                bump.pending = False
+            else:
+                await self.breaker.call(lambda: client.delete(key))
+                if bump is not None and not await bump.bump():
+                    self.pending.discard(key)
+                    return False
         except RedisUnavailable as exc:
             self.stats.record("errors")
             self.pending.add(key)
+            if bump is not None:
+                bump.pending = True
             logger.warning("cache invalidation of %s failed (%s); it stays pending", key, exc)
             return False
         self.pending.discard(key)
@@ -242,11 +309,13 @@ class CachedFunction(Generic[P, T]):
 
     async def _fetch(self, key: str, args: Any, kwargs: Any, token: str) -> _Fetched:
         client = self._client()
-        if client is None or key in self.pending:
+        generation = self.generation
+        if client is None or key in self.pending or (generation is not None and generation.pending):
             return await self._load_only(args, kwargs)
         scripts = self._scripts.bind(client, self.breaker.events)
+        keys = [key] if generation is None else [key, generation.key]
         try:
-            reply = await self.breaker.call(lambda: scripts["cache_get"](keys=[key], args=[token, self.lease_ms]))
+            reply = await self.breaker.call(lambda: scripts["cache_get"](keys=keys, args=[token, self.lease_ms]))
         except RedisUnavailable:
             self.stats.record("errors")
             return await self._load_only(args, kwargs)
@@ -263,9 +332,10 @@ class CachedFunction(Generic[P, T]):
         ttl = self.ttl if fetched.value is not None else self.miss_ttl
         if ttl is None:
             return fetched
+        read_at = reply[1] if len(reply) > 1 else b"0"
         try:
             stored = await self.breaker.call(
-                lambda: scripts["cache_fill"](keys=[key], args=[token, fetched.raw, ttl]),
+                lambda: scripts["cache_fill"](keys=keys, args=[token, fetched.raw, ttl, read_at]),
             )
         except RedisUnavailable:
             self.stats.record("errors")
@@ -297,7 +367,8 @@ class CachedFunction(Generic[P, T]):
             if value is None:
                 return None  # the lease expired or was invalidated: load directly
             if not value.startswith(b"!"):
-                return bytes(value)
+                # A generation-scoped entry is stored behind "<generation>|"; the fill just checked it.
+                return bytes(value).partition(b"|")[2] if self.generation is not None else bytes(value)
         return None
 
 
@@ -311,13 +382,15 @@ def cached(
     lease_ms: int = 2000,
     breaker: CircuitBreaker | None = None,
     events: GatewayEvents | None = None,
+    generation: Generation | None = None,
 ) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
     """Cache an async loader's JSON-serialisable result in Redis under ``template.format(**args)``.
 
     ``redis`` is a client, or a callable returning the client (or None while there is none), so
     the decorator can be applied before the app's lifespan has created it. A ``None`` result is
     cached for ``miss_ttl`` seconds (``None`` disables that) so floods of lookups for missing
-    rows do not reach the database.
+    rows do not reach the database. With ``generation``, the entries form a family that one
+    ``Generation.bump()`` (or an ``invalidate(..., bump=)``) makes stale at once.
     """
 
     def decorate(func: Callable[P, Awaitable[T]]) -> CachedFunction[P, T]:
@@ -331,9 +404,10 @@ def cached(
             lease_ms=lease_ms,
             breaker=breaker,
             events=events,
+            generation=generation,
         )
 
     return decorate
 
 
-__all__ = ["CacheResult", "CachedFunction", "cached"]
+__all__ = ["CacheResult", "CachedFunction", "Generation", "cached"]

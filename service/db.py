@@ -3,18 +3,55 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from databases import Database
 
+from service import search
+
 logger = logging.getLogger("service.db")
+
+#: A step is a statement, or an async function of the database (a data step, in the same transaction).
+Step = str | Callable[[Database], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Step, ...] = ()
+    #: Steps for one dialect only, run after ``statements``.
+    dialects: Mapping[str, tuple[Step, ...]] = field(default_factory=dict)
+
+
+async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
+    """Recompute the search columns of every row with ``service.search`` (and, on SQLite, fill the
+    1-2 character index), in id order, a batch at a time."""
+    postgres = database.url.dialect.startswith("postgres")
+    last = 0
+    while True:
+        rows = await database.fetch_all(
+            "SELECT id, title, description, city FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
+            {"last": last, "batch": batch},
+        )
+        if not rows:
+            return
+        updates = []
+        for row in rows:
+            doc = search.document(row[1], row[2])
+            update = {"id": row[0], "search": doc, "city_key": search.fold(row[3])}
+            if postgres:
+                update["short_terms"] = search.short_terms(doc)
+            updates.append(update)
+        assignments = ", ".join(f"{name} = :{name}" for name in updates[0] if name != "id")
+        await database.execute_many(f"UPDATE listings SET {assignments} WHERE id = :id", updates)
+        if not postgres:
+            await database.execute_many(
+                "INSERT INTO listings_short (rowid, terms) VALUES (:id, :terms)",
+                [{"id": u["id"], "terms": " ".join(search.short_terms(u["search"]))} for u in updates],
+            )
+        last = rows[-1][0]
 
 
 # ``{id}`` becomes the dialect's auto-increment primary key. Every statement is idempotent, so two
@@ -57,6 +94,54 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "Turkish-aware, indexed search",
+        dialects={
+            # FTS5's trigram tokenizer indexes every 3-character substring of the folded text (kept by
+            # triggers); listings_short, contentless, the 1-2 character ones (kept by the store in
+            # each write's transaction). The indexes make every documented filter an index search.
+            "sqlite": (
+                "ALTER TABLE listings ADD COLUMN city_key TEXT NOT NULL DEFAULT ''",
+                "CREATE VIRTUAL TABLE IF NOT EXISTS listings_short USING fts5(terms, content='', "
+                "tokenize='ascii', detail='none')",
+                _fold_existing_rows,
+                "CREATE VIRTUAL TABLE IF NOT EXISTS listings_fts USING fts5(search, content='listings', "
+                "content_rowid='id', tokenize='trigram')",
+                "INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')",
+                """CREATE TRIGGER IF NOT EXISTS listings_fts_insert AFTER INSERT ON listings BEGIN
+                    INSERT INTO listings_fts (rowid, search) VALUES (new.id, new.search);
+                END""",
+                """CREATE TRIGGER IF NOT EXISTS listings_fts_delete AFTER DELETE ON listings BEGIN
+                    INSERT INTO listings_fts (listings_fts, rowid, search) VALUES ('delete', old.id, old.search);
+                END""",
+                """CREATE TRIGGER IF NOT EXISTS listings_fts_update AFTER UPDATE OF search ON listings BEGIN
+                    INSERT INTO listings_fts (listings_fts, rowid, search) VALUES ('delete', old.id, old.search);
+                    INSERT INTO listings_fts (rowid, search) VALUES (new.id, new.search);
+                END""",
+                "DROP INDEX IF EXISTS listings_city_id",
+                "CREATE INDEX IF NOT EXISTS listings_city_id ON listings (city_key, id)",
+                "CREATE INDEX IF NOT EXISTS listings_city_price ON listings (city_key, price_minor)",
+                "CREATE INDEX IF NOT EXISTS listings_price ON listings (price_minor)",
+                "ANALYZE",
+            ),
+            # pg_trgm's GIN index serves LIKE '%…%' on the folded text; short_terms (GIN) the 1-2
+            # character queries. CREATE EXTENSION needs a role allowed to (see the README).
+            "postgresql": (
+                "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+                "ALTER TABLE listings ADD COLUMN IF NOT EXISTS city_key TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE listings ADD COLUMN IF NOT EXISTS short_terms TEXT[] NOT NULL DEFAULT '{}'",
+                _fold_existing_rows,
+                "CREATE INDEX IF NOT EXISTS listings_search_trgm ON listings USING gin (search gin_trgm_ops)",
+                "CREATE INDEX IF NOT EXISTS listings_short_terms ON listings USING gin (short_terms)",
+                "DROP INDEX IF EXISTS listings_city_id",
+                "CREATE INDEX IF NOT EXISTS listings_city_id ON listings (city_key, id)",
+                "CREATE INDEX IF NOT EXISTS listings_city_price ON listings (city_key, price_minor)",
+                "CREATE INDEX IF NOT EXISTS listings_price ON listings (price_minor)",
+                "ANALYZE listings",
+            ),
+        },
+    ),
 )
 
 _AUTO_ID = {
@@ -83,8 +168,11 @@ async def migrate(database: Database) -> list[int]:
         for migration in MIGRATIONS:
             if migration.version in done:
                 continue
-            for statement in migration.statements:
-                await database.execute(statement.replace("{id}", _AUTO_ID[kind]))
+            for step in (*migration.statements, *migration.dialects.get(kind, ())):
+                if isinstance(step, str):
+                    await database.execute(step.replace("{id}", _AUTO_ID[kind]))
+                else:
+                    await step(database)
             await database.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (:version, :name) ON CONFLICT DO NOTHING",
                 {"version": migration.version, "name": migration.name},

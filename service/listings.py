@@ -7,12 +7,14 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import CachedFunction, ProblemResponse, Receive, Scope, Send, cached
+from gateway import CachedFunction, Generation, ProblemResponse, Receive, Scope, Send, cached
+from service import search
 from service.responses import JSON, parse_body, validation_problem
 from service.schemas import ListingCreate, ListingUpdate, field_errors
 from service.state import Kapi, current_user
@@ -48,6 +50,24 @@ class Listings:
             return await self.store.get(listing_id)
 
         self.read: CachedFunction[[int], dict[str, Any] | None] = load_listing
+        #: Every write bumps it in the step that deletes listing:{id}: all cached search pages go stale.
+        self.generation = Generation("listings", redis=kapi.current_redis, keys=kapi.keys, breaker=kapi.breaker)
+
+        @cached(
+            "listings:search:{digest}",
+            redis=kapi.current_redis,
+            ttl=settings.search_cache_ttl,
+            miss_ttl=None,
+            keys=kapi.keys,
+            breaker=kapi.breaker,
+            events=kapi.metrics,
+            generation=self.generation,
+        )
+        async def search_page(digest: str, query: ListingQuery) -> dict[str, Any]:
+            items, next_cursor = await self.store.search(query)
+            return {"items": items, "next_cursor": next_cursor}
+
+        self.search: CachedFunction[[str, ListingQuery], dict[str, Any]] = search_page
 
     @property
     def database(self) -> Database:
@@ -73,23 +93,45 @@ class Listings:
         return deleted
 
     async def invalidate(self, listing_id: int) -> None:
-        """Delete the cache entry after a write, or queue it in the outbox when Redis is away."""
-        if not await self.read.invalidate(listing_id):
-            await self.database.execute(
-                "INSERT INTO cache_invalidations (cache_key, created_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
-                {"key": self.read.key(listing_id), "at": now_rfc3339()},
-            )
+        """After a write: delete ``listing:{id}`` and bump the search generation in one step, or queue
+        both in the outbox when Redis is away."""
+        if not await self.read.invalidate(listing_id, bump=self.generation):
+            for key in (self.read.key(listing_id), self.generation.key):
+                await self.database.execute(
+                    "INSERT INTO cache_invalidations (cache_key, created_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
+                    {"key": key, "at": now_rfc3339()},
+                )
 
     async def drain_invalidations(self) -> int:
-        """One pass over the outbox: learn the pending keys, retry them, forget the ones done."""
+        """One pass over the outbox: learn the pending keys (and a pending generation), retry them,
+        forget the ones done."""
         rows = await self.database.fetch_all("SELECT cache_key FROM cache_invalidations")
-        self.read.pending.update(row[0] for row in rows)
-        if not self.read.pending:
+        keys = {row[0] for row in rows}
+        if self.generation.key in keys:
+            keys.discard(self.generation.key)
+            self.generation.pending = True
+        self.read.pending.update(keys)
+        if not self.read.pending and not self.generation.pending:
             return 0
         done = await self.read.retry_pending()
+        if self.generation.pending and await self.generation.retry_pending():
+            done.append(self.generation.key)
         for key in done:
             await self.database.execute("DELETE FROM cache_invalidations WHERE cache_key = :key", {"key": key})
         return len(done)
+
+    @staticmethod
+    def digest(query: ListingQuery) -> str:
+        """The search cache key part: the query as the store sees it (folded text, exact prices)."""
+        normal = {
+            "q": search.fold(query.q or ""),
+            "city": search.fold(query.city) if query.city is not None else None,
+            "min": str(query.min_price) if query.min_price is not None else None,
+            "max": str(query.max_price) if query.max_price is not None else None,
+            "limit": query.limit,
+            "after": query.after_id,
+        }
+        return hashlib.blake2b(orjson.dumps(normal, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
     async def check_owner(self, user_id: str | None, listing_id: int) -> ProblemResponse | None:
         """403 unless ``user_id`` owns the listing (a missing listing is left to the handler's 404)."""
@@ -133,8 +175,9 @@ async def list_listings(request: Request) -> Response:
         return validation_problem(field_errors(exc), "The query parameters are not valid.")
     except ValueError as exc:
         return validation_problem([{"field": "cursor", "message": str(exc)}], "The query parameters are not valid.")
-    items, next_cursor = await Kapi.of(request).listings.store.search(query)
-    return JSON({"items": items, "next_cursor": next_cursor})
+    listings = Kapi.of(request).listings
+    body, hit = await listings.search.lookup_json(listings.digest(query), query)
+    return Response(body, media_type="application/json", headers={"X-Cache": "HIT" if hit else "MISS"})
 
 
 async def create_listing(request: Request) -> Response:

@@ -90,9 +90,15 @@ _LISTING_LINKS = {
 
 OPERATIONS: dict[str, dict[str, Any]] = {
     "list_listings": {
-        "summary": "Search listings, newest first",
+        "summary": "Search listings, newest first (Turkish-aware: İ/i/I/ı and ş ğ ç ö ü fold to their base)",
         "parameters": _QUERY,
-        "responses": {"200": _json(_ref("ListingPage"), "A page of listings"), **_errors("422", *_GATED)},
+        "responses": {
+            "200": {
+                **_json(_ref("ListingPage"), "A page of listings"),
+                "headers": {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}}},
+            },
+            **_errors("422", *_GATED),
+        },
     },
     "create_listing": {
         "summary": "Create a listing",
@@ -198,6 +204,13 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+_QUERY_DESCRIPTIONS = {
+    "q": "substring of title or description, Turkish-aware (sisli finds ŞİŞLİ)",
+    "city": "the whole city, Turkish-aware (istanbul finds İstanbul)",
+    "cursor": "next_cursor of the previous page",
+}
+
+
 def _query_parameters() -> list[dict[str, Any]]:
     from service.store import ListingQuery
 
@@ -211,6 +224,8 @@ def _query_parameters() -> list[dict[str, Any]]:
             prop.pop("default", None)
         if name in ("min_price", "max_price"):  # a query value is text: the price's string form
             prop = {"type": "string", "pattern": PRICE_PATTERN}
+        if name in _QUERY_DESCRIPTIONS:
+            prop["description"] = _QUERY_DESCRIPTIONS[name]
         parameters.append({"name": name, "in": "query", "schema": prop})
     return parameters
 

@@ -103,6 +103,7 @@ class Settings:
     rate_limit_tiers: Mapping[str, tuple[Limit, ...]] = field(default_factory=lambda: {"pro": (Limit(1000, 3600),)})
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
+    search_cache_ttl: int = 30
     session_ttl: int = 86400
     otp_test_numbers: Mapping[str, str] = field(default_factory=dict)
     otp_max_failures: int = 10
@@ -183,6 +184,7 @@ class Settings:
             rate_limit_tiers=get("RATE_LIMIT_TIERS", _tiers, "pro:1000/hour"),
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
+            search_cache_ttl=get("SEARCH_CACHE_TTL", _int_between(1, 86400), "30"),
             session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
             otp_test_numbers=get("OTP_TEST_NUMBERS", _otp_numbers, ""),
             otp_max_failures=get("OTP_MAX_FAILURES", _int_between(1, 10_000), "10"),

@@ -10,6 +10,7 @@ from typing import Any
 from databases import Database
 from pydantic import BaseModel, ConfigDict, Field
 
+from service import search
 from service.schemas import TEXT_PATTERN, ListingCreate, ListingUpdate, Price
 
 Listing = dict[str, Any]
@@ -20,10 +21,6 @@ _MAX_ID = 2**63 - 1
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _search_text(title: str, description: str) -> str:
-    return f"{title}\n{description}".casefold()
 
 
 def _to_listing(row: Any) -> Listing:
@@ -45,15 +42,35 @@ def _minor(price: Decimal) -> int:
     return int(price * 100)
 
 
+#: PostgreSQL: how many of the newest matching-window rows a substring query looks at before it asks
+#: the trigram index (a common term is found at once in the newest rows; a GIN bitmap of it would
+#: hold most of the table).
+RECENT_WINDOW = 2000
+
+
 class ListingStore:
-    """Listings in the database: the source of truth behind the cache."""
+    """Listings in the database: the source of truth behind the cache, and the search.
+
+    Search columns are kept with the row in the same statement or transaction: ``search`` (title and
+    description folded, ``service.search``) and ``city_key`` (the folded city). SQLite indexes
+    ``search`` with FTS5's trigram tokenizer (``listings_fts``, kept by triggers) and its 1-2
+    character substrings in ``listings_short`` (kept here, in the write's transaction); PostgreSQL
+    with ``pg_trgm`` (GIN) and a ``short_terms`` array (GIN)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.dialect = "postgresql" if database.url.dialect.startswith("postgres") else "sqlite"
 
     async def get(self, listing_id: int) -> Listing | None:
         row = await self.database.fetch_one(f"SELECT {_COLUMNS} FROM listings WHERE id = :id", {"id": listing_id})
         return None if row is None else _to_listing(row)
+
+    def _search_values(self, title: str, description: str, city: str) -> dict[str, Any]:
+        doc = search.document(title, description)
+        values: dict[str, Any] = {"search": doc, "city_key": search.fold(city)}
+        if self.dialect == "postgresql":
+            values["short_terms"] = search.short_terms(doc)
+        return values
 
     async def create(self, data: ListingCreate, owner_id: str) -> Listing:
         stamp = now_rfc3339()
@@ -66,20 +83,24 @@ class ListingStore:
             "owner_id": owner_id,
             "created_at": stamp,
             "updated_at": stamp,
-            "search": _search_text(data.title, data.description),
+            **self._search_values(data.title, data.description, data.city),
         }
-        row = await self.database.fetch_one(
-            "INSERT INTO listings (title, description, price_minor, currency, city, owner_id, created_at, "
-            "updated_at, search) VALUES (:title, :description, :price_minor, :currency, :city, :owner_id, "
-            f":created_at, :updated_at, :search) RETURNING {_COLUMNS}",
-            values,
-        )
+        columns = ", ".join(values)
+        async with self.database.transaction():
+            row = await self.database.fetch_one(
+                f"INSERT INTO listings ({columns}) VALUES ({', '.join(':' + name for name in values)}) "
+                f"RETURNING {_COLUMNS}",
+                values,
+            )
+            assert row is not None  # INSERT ... RETURNING always returns the row
+            if self.dialect == "sqlite":
+                await self._index_short(row._mapping["id"], values["search"])
         return _to_listing(row)
 
     async def update(self, listing_id: int, changes: ListingUpdate) -> Listing | None:
         """Apply the fields given. The transaction's first statement is the write, so concurrent
         writers queue on the database's lock instead of failing to upgrade a read lock (SQLite's
-        "database is locked"); the search text is then derived from the row as written."""
+        "database is locked"); the search columns are then derived from the row as written."""
         fields = changes.model_dump(exclude_unset=True)
         values = {
             "id": listing_id,
@@ -96,48 +117,100 @@ class ListingStore:
                 "description = COALESCE(:description, description), "
                 "price_minor = COALESCE(:price_minor, price_minor), currency = COALESCE(:currency, currency), "
                 "city = COALESCE(:city, city), updated_at = :updated_at "
-                f"WHERE id = :id RETURNING {_COLUMNS}",
+                f"WHERE id = :id RETURNING {_COLUMNS}, search",
                 values,
             )
             if row is None:
                 return None
             listing = _to_listing(row)
+            derived = self._search_values(listing["title"], listing["description"], listing["city"])
+            assignments = ", ".join(f"{name} = :{name}" for name in derived)
             await self.database.execute(
-                "UPDATE listings SET search = :search WHERE id = :id",
-                {"id": listing_id, "search": _search_text(listing["title"], listing["description"])},
+                f"UPDATE listings SET {assignments} WHERE id = :id", {"id": listing_id, **derived}
             )
+            if self.dialect == "sqlite" and derived["search"] != row._mapping["search"]:
+                await self._unindex_short(listing_id, row._mapping["search"])
+                await self._index_short(listing_id, derived["search"])
         return listing
 
     async def delete(self, listing_id: int) -> bool:
-        row = await self.database.fetch_one("DELETE FROM listings WHERE id = :id RETURNING id", {"id": listing_id})
+        async with self.database.transaction():
+            row = await self.database.fetch_one(
+                "DELETE FROM listings WHERE id = :id RETURNING id, search", {"id": listing_id}
+            )
+            if row is not None and self.dialect == "sqlite":
+                await self._unindex_short(listing_id, row._mapping["search"])
         return row is not None
 
+    async def _index_short(self, listing_id: int, doc: str) -> None:
+        await self.database.execute(
+            "INSERT INTO listings_short (rowid, terms) VALUES (:id, :terms)",
+            {"id": listing_id, "terms": " ".join(search.short_terms(doc))},
+        )
+
+    async def _unindex_short(self, listing_id: int, doc: str) -> None:
+        # A contentless FTS5 table forgets a row when told the exact terms it was given.
+        await self.database.execute(
+            "INSERT INTO listings_short (listings_short, rowid, terms) VALUES ('delete', :id, :terms)",
+            {"id": listing_id, "terms": " ".join(search.short_terms(doc))},
+        )
+
     async def search(self, query: ListingQuery) -> tuple[list[Listing], str | None]:
-        clauses: list[str] = []
+        """Newest first, ``limit`` per page, filtered by everything given; every shape uses an index."""
+        folded = search.fold(query.q) if query.q else ""
+        filters: list[str] = []
         values: dict[str, Any] = {"limit": query.limit + 1}
         if query.city is not None:
-            clauses.append("city = :city")
-            values["city"] = query.city
+            filters.append("l.city_key = :city")
+            values["city"] = search.fold(query.city)
         if query.min_price is not None:
-            clauses.append("price_minor >= :min_price")
+            filters.append("l.price_minor >= :min_price")
             values["min_price"] = _minor(query.min_price)
         if query.max_price is not None:
-            clauses.append("price_minor <= :max_price")
+            filters.append("l.price_minor <= :max_price")
             values["max_price"] = _minor(query.max_price)
-        if query.q:
-            escaped = query.q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append("search LIKE :q ESCAPE '\\'")
-            values["q"] = f"%{escaped}%"
         if query.after_id is not None:
-            clauses.append("id < :after_id")
+            filters.append("l.id < :after_id")
             values["after_id"] = query.after_id
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.database.fetch_all(
-            f"SELECT {_COLUMNS} FROM listings {where} ORDER BY id DESC LIMIT :limit", values
-        )
+        columns = ", ".join(f"l.{name.strip()}" for name in _COLUMNS.split(","))
+        if not folded:
+            rows = await self._fetch(f"SELECT {columns} FROM listings l", filters, values)
+        elif self.dialect == "sqlite":
+            short = len(folded) < search.TRIGRAM
+            table = "listings_short" if short else "listings_fts"
+            values["match"] = search.fts_phrase(search.short_term(folded) if short else folded)
+            # The cursor is a rowid bound on the index itself, so FTS5 starts the scan there.
+            on_index = [f.replace("l.id <", "f.rowid <") for f in filters]
+            rows = await self._fetch(
+                f"SELECT {columns} FROM {table} f JOIN listings l ON l.id = f.rowid",
+                [f"{table} MATCH :match", *on_index],
+                values,
+                order="f.rowid",
+            )
+        else:
+            if len(folded) < search.TRIGRAM:
+                match = "l.short_terms @> ARRAY[CAST(:term AS text)]"
+                values["term"] = search.short_term(folded)
+            else:
+                match = "l.search LIKE :pattern ESCAPE '\\'"
+                values["pattern"] = search.like_pattern(folded)
+            window = [f for f in filters if f.startswith("l.id <")]
+            recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {RECENT_WINDOW})"
+            rows = await self._fetch(f"SELECT {columns} FROM {recent} l", [match, *filters], values)
+            if len(rows) <= query.limit:  # not enough among the newest rows: ask the index
+                rows = await self._fetch(f"SELECT {columns} FROM listings l", [match, *filters], values)
         items = [_to_listing(row) for row in rows[: query.limit]]
         next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > query.limit else None
         return items, next_cursor
+
+    @staticmethod
+    def _where(clauses: list[str]) -> str:
+        return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+    async def _fetch(self, select: str, clauses: list[str], values: dict[str, Any], order: str = "l.id") -> list[Any]:
+        sql = f"{select} {self._where(clauses)} ORDER BY {order} DESC LIMIT :limit"
+        used = {name: value for name, value in values.items() if f":{name}" in sql}
+        return list(await self.database.fetch_all(sql, used))
 
 
 CURSOR_PATTERN = r"^[0-9a-z]{1,13}$"

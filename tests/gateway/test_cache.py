@@ -184,3 +184,46 @@ async def test_a_cancelled_loader_hands_over_to_its_waiters(redis: Redis) -> Non
     assert leader.cancelled()
     assert table.queries == 2  # the cancelled load and the one that took over (with the same lease)
     assert orjson.loads(await redis.get("listing:1")) == {"id": 1}  # and it filled the cache
+
+
+async def test_a_generation_makes_a_whole_family_stale_with_one_incr(redis: Redis) -> None:
+    from gateway import Generation
+
+    table = FakeTable({1: {"id": 1}, 2: {"id": 2}})
+    pages = Generation("pages", redis=redis)
+    load = cached("page:{listing_id}", redis=redis, generation=pages)(table.get)
+    assert [(await load.lookup(i)).hit for i in (1, 2, 1, 2)] == [False, False, True, True]
+    assert await pages.bump()
+    assert [(await load.lookup(i)).hit for i in (1, 2)] == [False, False]  # both stale at once
+    assert await redis.get("generation:pages") == b"1" and await redis.ttl("generation:pages") > 0
+    assert (await redis.get("page:1")).startswith(b"1|")  # stored with the generation it read
+
+
+async def test_a_fill_is_refused_when_the_generation_moved_during_the_load(redis: Redis) -> None:
+    from gateway import Generation
+
+    table = FakeTable({1: {"v": "old"}}, delay=0.2)
+    pages = Generation("pages", redis=redis)
+    load = cached("page:{listing_id}", redis=redis, generation=pages)(table.get)
+    slow = asyncio.ensure_future(load.lookup(1))
+    await asyncio.sleep(0.05)  # the loader read the old row
+    table.rows[1] = {"v": "new"}
+    await pages.bump()  # a write landed meanwhile
+    assert (await slow).value == {"v": "old"}  # that caller got what it read...
+    assert await redis.get("page:1") is None  # ...but it was not cached for others
+    assert load.stats.counts["stale_fills_refused"] == 1
+    assert (await load.lookup(1)).value == {"v": "new"}
+
+
+async def test_invalidate_with_bump_is_one_step(redis: Redis, redis_server: RedisServer) -> None:
+    from gateway import Generation
+    from tests.monitor import client_commands
+
+    pages = Generation("pages", redis=redis)
+    item = cached("item:{listing_id}", redis=redis)(FakeTable({1: {"id": 1}}).get)
+    await item(1)
+    await item.invalidate(1, bump=pages)  # scripts loaded
+    async with client_commands(redis_server.url) as seen:
+        assert await item.invalidate(1, bump=pages) is True
+    assert seen.names() == ["EVALSHA"]  # DEL and INCR in one script: no KEYS, no SCAN
+    assert await redis.get("generation:pages") == b"2"

@@ -178,6 +178,9 @@ async def test_failed_invalidation_is_delivered_and_never_served_stale(
         path = f"/listings/{listing['id']}"
         await writer.get(path)
         assert (await idle.get(path)).headers["x-cache"] == "HIT"
+        search = {"city": "ankara"}
+        await idle.get("/listings", params=search)
+        assert (await idle.get("/listings", params=search)).headers["x-cache"] == "HIT"  # a cached page
 
         own_redis_server.pause()
         for _ in range(3):
@@ -187,8 +190,9 @@ async def test_failed_invalidation_is_delivered_and_never_served_stale(
         await asyncio.sleep(0.7)  # the idle process reads the outbox meanwhile
         own_redis_server.resume()
 
-        for client in (idle, writer):  # nobody serves the stale entry still sitting in Redis
+        for client in (idle, writer):  # nobody serves the stale entry (or page) still sitting in Redis
             assert (await client.get(path)).json()["price"] == "20.00"
+            assert (await client.get("/listings", params=search)).json()["items"][0]["price"] == "20.00"
         await asyncio.sleep(1.5)  # a drainer deletes the key once Redis answers
         redis = redis_client(own_redis_server.url)
         cached = await redis.get(f"listing:{listing['id']}")
@@ -197,4 +201,7 @@ async def test_failed_invalidation_is_delivered_and_never_served_stale(
             assert (await client.get(path)).json()["price"] == "20.00"
         hit = await idle.get(path)
         assert hit.headers["x-cache"] == "HIT" and hit.json()["price"] == "20.00"
+        await idle.get("/listings", params=search)  # the generation was bumped: pages cache again, fresh
+        page = await idle.get("/listings", params=search)
+        assert page.headers["x-cache"] == "HIT" and page.json()["items"][0]["price"] == "20.00"
         await redis.aclose()

@@ -13,7 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.testing import RedisServer
+from service import search
 from service.app import create_app
+from service.listings import Listings
+from service.store import ListingQuery
 from tests.conftest import bearer, login, make_settings, postgres_database, serve
 
 pytestmark = pytest.mark.anyio
@@ -298,3 +301,137 @@ async def test_405_lists_every_method_the_path_serves(client: httpx.AsyncClient)
             assert response.status_code == 405
             assert response.headers["allow"] == allowed
             assert response.headers["content-type"] == "application/problem+json"
+
+
+SISLI = {"title": "ŞİŞLİ merkezde 3+1 daire", "description": "Işıklı, güneşli", "price": "12500", "city": "İstanbul"}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"q": "ŞİŞLİ"}, 1),
+        ({"q": "şişli"}, 1),
+        ({"q": "Şişli"}, 1),
+        ({"q": "sisli"}, 1),  # typed on an English keyboard
+        ({"q": "SISLI"}, 1),
+        ({"q": "ışıklı"}, 1),
+        ({"q": "IŞIKLI"}, 1),
+        ({"q": "isikli"}, 1),
+        ({"q": "DAİRE"}, 1),
+        ({"q": "daıre"}, 1),
+        ({"q": "air"}, 1),  # an infix
+        ({"q": "3+1"}, 1),
+        ({"q": "güneşli"}, 1),
+        ({"q": "GUNESLI"}, 1),
+        ({"q": "merkezde 3+1"}, 1),  # two words as they stand
+        ({"q": "daire ışıklı"}, 0),  # not across the title and the description
+        ({"q": "ev"}, 0),
+        ({"q": "ŞL"}, 1),  # shorter than a trigram: the 1-2 character index
+        ({"q": "şi"}, 2),  # "Bisiklet" has it too
+        ({"q": "I"}, 2),
+        ({"q": "+"}, 1),
+        ({"city": "istanbul"}, 1),
+        ({"city": "ISTANBUL"}, 1),
+        ({"city": "İstanbul"}, 1),
+        ({"city": "Istanbul"}, 1),
+        ({"city": "istan"}, 0),  # the whole value, not a part
+        ({"city": "istanbul", "q": "sisli", "min_price": "12500", "max_price": "12500"}, 1),
+        ({"city": "ankara", "q": "sisli"}, 0),
+    ],
+)
+async def test_turkish_text_is_found_the_way_people_type_it(
+    client: httpx.AsyncClient, params: dict[str, str], expected: int
+) -> None:
+    await create(client, **SISLI)
+    await create(client, title="Bisiklet", description="Az kullanılmış", price="900", city="Ankara")
+    page = (await client.get("/listings", params=params)).json()
+    assert len(page["items"]) == expected, page
+    if expected:
+        sisli = page["items"][-1]  # the older one
+        assert sisli["title"] == "ŞİŞLİ merkezde 3+1 daire" and sisli["city"] == "İstanbul"  # shown as written
+
+
+@pytest.mark.parametrize(
+    "q", ['"', "*", "NEAR", "OR", "-", ":", "%", "_", 'a" OR "b', "NEAR(a b)", "x*", "a:b", "50%", "a_b", "\\"]
+)
+async def test_search_syntax_in_a_query_is_text(client: httpx.AsyncClient, q: str) -> None:
+    await create(client, title=f"ilan {q} sonu", description="", price="1", city="Ankara")
+    await create(client, title="başka bir ilan", description="OR NEAR", price="1", city="Ankara")
+    response = await client.get("/listings", params={"q": q})
+    assert response.status_code == 200, response.text
+    titles = [item["title"] for item in response.json()["items"]]
+    stored = {
+        "başka bir ilan": search.document("başka bir ilan", "OR NEAR"),
+        f"ilan {q} sonu": search.document(f"ilan {q} sonu", ""),
+    }
+    assert titles == [title for title, doc in stored.items() if search.fold(q) in doc]  # newest first
+
+
+async def test_search_pages_newest_first_through_the_index(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, title=f"Daire no {i}", description="deniz manzaralı"))["id"] for i in range(7)]
+    await create(client, title="Araba", description="az yakar")
+    seen, cursor = [], None
+    for q in ("manzara", "da"):
+        seen, cursor = [], None
+        while True:
+            params = {"q": q, "limit": "3", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/listings", params=params)).json()
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(ids, reverse=True), q
+
+
+async def test_edits_and_deletes_keep_the_index_in_step(client: httpx.AsyncClient) -> None:
+    listing = await create(client, title="Kırmızı bisiklet", description="")
+    assert len((await client.get("/listings", params={"q": "kirmizi"})).json()["items"]) == 1
+    await client.patch(f"/listings/{listing['id']}", json={"title": "Mavi bisiklet", "city": "İzmir"})
+    assert (await client.get("/listings", params={"q": "kirmizi"})).json()["items"] == []
+    assert len((await client.get("/listings", params={"q": "mavi", "city": "izmir"})).json()["items"]) == 1
+    assert len((await client.get("/listings", params={"q": "ma"})).json()["items"]) == 1
+    await client.delete(f"/listings/{listing['id']}")
+    for q in ("mavi", "ma", "bisiklet"):
+        assert (await client.get("/listings", params={"q": q})).json()["items"] == []
+
+
+async def test_search_pages_are_cached_and_any_write_makes_them_all_stale(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    first = await create(client, title="Deniz manzaralı daire", city="İzmir")
+    for params in ({"q": "deniz"}, {"city": "izmir"}, {}):
+        assert (await client.get("/listings", params=params)).headers["x-cache"] == "MISS"
+        assert (await client.get("/listings", params=params)).headers["x-cache"] == "HIT"
+    # The key is the normalised query: "DENİZ" is the page of "deniz".
+    again = await client.get("/listings", params={"q": "DENİZ"})
+    assert again.headers["x-cache"] == "HIT" and [i["id"] for i in again.json()["items"]] == [first["id"]]
+    second = await create(client, title="Denize sıfır yazlık", city="İzmir")  # one write...
+    for params in ({"q": "deniz"}, {"city": "izmir"}, {}):  # ...and every page is stale at once
+        page = await client.get("/listings", params=params)
+        assert page.headers["x-cache"] == "MISS" and page.json()["items"][0]["id"] == second["id"]
+    await client.patch(f"/listings/{second['id']}", json={"title": "Yazlık"})
+    assert [i["id"] for i in (await client.get("/listings", params={"q": "deniz"})).json()["items"]] == [first["id"]]
+    await client.delete(f"/listings/{first['id']}")
+    assert (await client.get("/listings", params={"q": "deniz"})).json()["items"] == []
+    assert 0 < await redis.ttl(f"listings:search:{Listings.digest(ListingQuery(q='deniz'))}") <= 30
+    assert int(await redis.get("generation:listings")) == 4
+
+
+async def test_concurrent_identical_searches_cost_one_database_query(client: httpx.AsyncClient, app: Any) -> None:
+    await create(client, title="Koltuk takımı")
+    store = app.state.kapi.listings.store.__class__
+    calls = 0
+    original = store.search
+
+    async def counting(self: Any, query: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return await original(self, query)
+
+    store.search = counting
+    try:
+        pages = await asyncio.gather(*(client.get("/listings", params={"q": "koltuk"}) for _ in range(50)))
+    finally:
+        store.search = original
+    assert {p.status_code for p in pages} == {200} and calls == 1
