@@ -82,7 +82,7 @@ class RequestChecks:
                     verdict, decision = await self.revocation_and_hit(self.blacklist, claims, plan)
                     authenticator.apply(verdict)
             elif plan is not None:
-                decision = await self.limiter.hit(plan.key, plan.policy.limits)
+                decision = await self.limiter.hit(plan.key, plan.policy.limits, plan.policy.cost)
         except RedisUnavailable as exc:
             if claims is not None and self.blacklist is not None:
                 authenticator.unchecked(exc)  # raises AuthFailure unless failing open
@@ -98,7 +98,7 @@ class RequestChecks:
         limiter = self.limiter
         scripts = self._scripts.bind(require_client(limiter.redis), limiter.breaker.events)
         keys = [*blacklist.check_keys(claims), plan.key]
-        args: list[Any] = [*blacklist.check_args(claims), *limit_args(plan.policy.limits)]
+        args: list[Any] = [*blacklist.check_args(claims), *limit_args(plan.policy.limits, plan.policy.cost)]
         reply = await limiter.breaker.call(lambda: scripts["gateway"](keys=keys, args=args))
         verdict = Verdict(int(reply[0]))
         if verdict is not Verdict.VALID:

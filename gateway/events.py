@@ -7,6 +7,11 @@ path: keep them cheap (a counter increment), never blocking.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.ratelimit.strategy import Decision
+
 
 class GatewayEvents:
     """Override what you need; every method is a no-op here."""
@@ -14,8 +19,8 @@ class GatewayEvents:
     def token_rejected(self, reason: str) -> None:
         """A request was refused by authentication (``missing``, ``expired``, ``revoked``, ...)."""
 
-    def rate_limit_decision(self, policy: str, admitted: bool) -> None:
-        """A rate-limit decision under ``policy``."""
+    def rate_limit_decision(self, policy: str, decision: Decision, *, shadow: bool = False) -> None:
+        """A rate-limit decision under ``policy`` (``shadow``: a refusal was reported, not enforced)."""
 
     def cache_event(self, event: str) -> None:
         """The cache decorator did something: ``hits``, ``misses``, ``loads``, ``waits``, ``errors``,

@@ -107,6 +107,7 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
                 exempt=RATE_LIMIT_EXEMPT,
                 choose=tier_policy(settings),
                 on_redis_error=settings.rate_limit_on_redis_error,
+                shadow=settings.rate_limit_shadow,
             ),
             routes=routes,
             keys=kapi.keys,

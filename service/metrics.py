@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from gateway import (
     ASGIApp,
+    Decision,
     EndpointResolver,
     GatewayEvents,
     Message,
@@ -61,8 +62,13 @@ class Metrics(GatewayEvents):
             "errors (Redis failed: served from the database), stale_fills_refused", ["event"], registry=registry,
         )  # fmt: skip
         self.rate_limit = Counter(
-            "kapi_rate_limit_decisions", "Rate-limit decisions by policy", ["policy", "decision"], registry=registry
-        )
+            "kapi_rate_limit_decisions", "Rate-limit decisions by policy: admitted, refused, or shadow_refused (a "
+            "shadow policy would have refused)", ["policy", "decision"], registry=registry,
+        )  # fmt: skip
+        self.near_limit = Counter(
+            "kapi_rate_limit_near_limit", "Admitted requests that left a limit of the policy more than 80 % used "
+            "(a tier about to bite)", ["policy"], registry=registry,
+        )  # fmt: skip
         self.token_rejections = Counter(
             "kapi_token_rejections", "Requests refused by authentication, by reason", ["reason"], registry=registry
         )
@@ -98,13 +104,17 @@ class Metrics(GatewayEvents):
             child = self._children[("cache", event)] = self.cache.labels(event)
         child.inc()
 
-    def rate_limit_decision(self, policy: str, admitted: bool) -> None:
-        child = self._children.get((policy, admitted))
+    def rate_limit_decision(self, policy: str, decision: Decision, *, shadow: bool = False) -> None:
+        outcome = "admitted" if decision.admitted else "shadow_refused" if shadow else "refused"
+        child = self._children.get((policy, outcome))
         if child is None:
-            child = self._children[(policy, admitted)] = self.rate_limit.labels(
-                policy, "admitted" if admitted else "refused"
-            )
+            child = self._children[(policy, outcome)] = self.rate_limit.labels(policy, outcome)
         child.inc()
+        if decision.admitted and any(s.remaining < s.limit.amount * 0.2 for s in decision.states):
+            near = self._children.get((policy, "near"))
+            if near is None:
+                near = self._children[(policy, "near")] = self.near_limit.labels(policy)
+            near.inc()
 
     def token_rejected(self, reason: str) -> None:
         self.token_rejections.labels(reason).inc()

@@ -100,6 +100,7 @@ class Settings:
     refresh_token_ttl: int = 30 * 86400
     refresh_reuse_grace: int = 30
     rate_limit: tuple[Limit, ...] = (Limit(100, 3600),)
+    rate_limit_shadow: bool = False
     rate_limit_tiers: Mapping[str, tuple[Limit, ...]] = field(default_factory=lambda: {"pro": (Limit(1000, 3600),)})
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
@@ -182,6 +183,7 @@ class Settings:
             refresh_reuse_grace=get("REFRESH_REUSE_GRACE", _int_between(0, 3600), "30"),
             rate_limit=get("RATE_LIMIT", parse_limits, "100/hour"),
             rate_limit_tiers=get("RATE_LIMIT_TIERS", _tiers, "pro:1000/hour"),
+            rate_limit_shadow=get("RATE_LIMIT_SHADOW", _boolean, "false"),
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             search_cache_ttl=get("SEARCH_CACHE_TTL", _int_between(1, 86400), "30"),

@@ -1,6 +1,7 @@
 -- The fused gateway step (gateway/checks.py): revocation check and rate limit in one round trip.
 -- KEYS[1..4] as auth_check.lua (blacklist, logout_all, session, epoch)   KEYS[5] the rate-limit key
--- ARGV[1..5] as auth_check.lua (sid, iat, touch ms, idle ms, check epoch)   ARGV[6..] as rate_limit.lua
+-- ARGV[1..5] as auth_check.lua (sid, iat, touch ms, idle ms, check epoch)
+-- ARGV[6] cost   ARGV[7] sub-windows per window   ARGV[8..] amount1, window1_ms, ... (as rate_limit.lua)
 -- Returns {verdict} when the token is refused (nothing is counted), else {0, <rate_limit() result>...}.
 --!include revocation
 --!include ratelimit
@@ -11,9 +12,9 @@ if verdict ~= 0 then
   return {verdict}
 end
 local limits = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   limits[#limits + 1] = tonumber(ARGV[i])
 end
-local result = rate_limit(KEYS[5], now_ms, ARGV[6], limits)
+local result = rate_limit(KEYS[5], now_ms, tonumber(ARGV[6]), tonumber(ARGV[7]), limits)
 table.insert(result, 1, 0)
 return result

@@ -1,45 +1,125 @@
--- Library: an exact sliding-log rate limiter over one sorted set. Included by rate_limit.lua and gateway.lua.
--- rate_limit(key, now_ms, nonce, limits)
---   key     rate_limit:{user_id}:{endpoint}: members are admitted requests, scores their server time (ms)
---   limits  flat list {amount1, window1_ms, amount2, window2_ms, ...}
--- Admits the request only if, for every limit, fewer than `amount` requests were admitted in the
--- last `window` ms; a refused request is not recorded (it does not consume quota).
--- Returns {admitted (1/0), remaining1, reset1_ms, remaining2, reset2_ms, ...} where reset is the time
--- until a slot of that limit frees up (until the request could pass, for an exhausted limit).
-local function rate_limit(key, now_ms, nonce, limits)
-  local longest = 0
-  for i = 2, #limits, 2 do
-    longest = math.max(longest, limits[i])
+-- Library: the rate limiter (gateway/ratelimit/strategy.py is its Python face). Included by
+-- rate_limit.lua and gateway.lua.
+--
+-- A sliding window of sub-window counters. Each limit (amount A per window W ms) keeps B + 1 counters
+-- of width b = W / B: the requests admitted in each of the last B + 1 sub-windows. A request is
+-- admitted only if, for every limit, the counters of all B + 1 sub-windows that overlap the last W ms,
+-- *including the oldest one whole*, plus its cost, stay within A. So no span of W ms, anywhere in time,
+-- ever holds more than A admitted units (the counters overcount a sliding log, never undercount it);
+-- the price is that a unit frees up to b ms later than in an exact log. Refused requests count nothing.
+--
+-- State: one string per key, whatever the limit and the traffic: for each limit, its window and the
+-- index of its oldest sub-window (two doubles), then B + 1 counts (uint32), packed with `struct`:
+-- 16 + 4 * (B + 1) bytes per limit (100 bytes for B = 20). Work per hit: O(B) per limit, a constant.
+-- A key still holding the sorted set of the sliding-log limiter this one replaced is read once and
+-- rewritten (its admitted requests become counts), so a running deployment neither breaks nor
+-- double-counts.
+--
+-- rate_limit(key, now_ms, cost, buckets, limits) with limits = {amount1, window1_ms, amount2, ...}
+-- Returns {admitted (1/0), remaining1, reset1_ms, remaining2, reset2_ms, ...}: remaining units after
+-- this request; reset: for a limit the request fits, the time until its oldest counted units free up;
+-- for one it does not, the time until a request of this cost would fit.
+
+local function rl_layout(buckets)
+  return '<dd' .. string.rep('I4', buckets + 1)
+end
+
+-- {window, base, counts[0..buckets]} for each limit, from the stored string (or a zset of old).
+local function rl_load(key, limits, buckets, now_ms)
+  local states = {converted = false}
+  local kind = redis.call('TYPE', key)['ok']
+  local raw = nil
+  if kind == 'string' then
+    raw = redis.call('GET', key)
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - longest)
-  local counts = {}
-  local admitted = 1
+  local layout = rl_layout(buckets)
+  local size = 16 + 4 * (buckets + 1)
   for i = 1, #limits, 2 do
-    local count = redis.call('ZCOUNT', key, '(' .. (now_ms - limits[i + 1]), '+inf')
-    counts[#counts + 1] = count
-    if count >= limits[i] then
+    local window = limits[i + 1]
+    local width = math.max(1, math.floor(window / buckets))
+    local cur = math.floor(now_ms / width)
+    local state = {window = window, width = width, base = cur - buckets, counts = {}}
+    for j = 0, buckets do
+      state.counts[j] = 0
+    end
+    local offset = ((i - 1) / 2) * size
+    if raw and string.len(raw) >= offset + size then
+      local values = {struct.unpack(layout, raw, offset + 1)}
+      if values[1] == window then -- same limit as stored (a changed config starts afresh)
+        local shift = state.base - values[2]
+        for j = 0, buckets do
+          local from = j + shift
+          if from >= 0 and from <= buckets then
+            state.counts[j] = values[3 + from]
+          end
+        end
+      end
+    end
+    states[#states + 1] = state
+  end
+  if kind == 'zset' then
+    -- The sorted set of the exact sliding log (scores: admitted times, ms): its entries become counts.
+    local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    for e = 2, #entries, 2 do
+      local at = tonumber(entries[e])
+      for _, state in ipairs(states) do
+        local j = math.floor(at / state.width) - state.base
+        if j >= 0 and j <= buckets then
+          state.counts[j] = state.counts[j] + 1
+        end
+      end
+    end
+    redis.call('DEL', key)
+    states.converted = true
+  end
+  return states
+end
+
+local function rate_limit(key, now_ms, cost, buckets, limits)
+  local states = rl_load(key, limits, buckets, now_ms)
+  local admitted = 1
+  local used = {}
+  for s, state in ipairs(states) do
+    local total = 0
+    for j = 0, buckets do
+      total = total + state.counts[j]
+    end
+    used[s] = total
+    if total + cost > limits[2 * s - 1] then
       admitted = 0
     end
   end
-  if admitted == 1 then
-    redis.call('ZADD', key, now_ms, now_ms .. ':' .. nonce)
-    redis.call('PEXPIRE', key, longest)
-  end
   local result = {admitted}
-  for j = 1, #counts do
-    local amount, window = limits[2 * j - 1], limits[2 * j]
-    local used = counts[j] + admitted
-    local reset = window
-    if used > 0 then
-      -- The entry whose expiry brings `used` below `amount` (or the oldest one, when not exhausted).
-      local index = math.max(used - amount, 0)
-      local entry = redis.call('ZRANGEBYSCORE', key, '(' .. (now_ms - window), '+inf', 'WITHSCORES', 'LIMIT', index, 1)
-      if entry[2] then
-        reset = tonumber(entry[2]) + window - now_ms
+  local packed = {}
+  local ttl = 0
+  for s, state in ipairs(states) do
+    local amount = limits[2 * s - 1]
+    if admitted == 1 then
+      state.counts[buckets] = state.counts[buckets] + cost
+      used[s] = used[s] + cost
+    end
+    -- Sub-window j stops counting once the window has moved past it: at (base + j + buckets + 1) * width.
+    local reset = state.window
+    local need = used[s] - amount + (admitted == 1 and 0 or cost) -- units that must free up
+    local freed = 0
+    for j = 0, buckets do
+      freed = freed + state.counts[j]
+      if (need <= 0 and state.counts[j] > 0) or (need > 0 and freed >= need) then
+        reset = (state.base + j + buckets + 1) * state.width - now_ms
+        break
       end
     end
-    result[#result + 1] = math.max(amount - used, 0)
-    result[#result + 1] = reset
+    result[#result + 1] = math.max(amount - used[s], 0)
+    result[#result + 1] = math.max(reset, 1)
+    local values = {state.window, state.base}
+    for j = 0, buckets do
+      values[#values + 1] = state.counts[j]
+    end
+    packed[#packed + 1] = struct.pack(rl_layout(buckets), unpack(values))
+    ttl = math.max(ttl, state.window + state.width)
+  end
+  if admitted == 1 or states.converted then -- a refused request changes nothing
+    redis.call('SET', key, table.concat(packed), 'PX', ttl)
   end
   return result
 end

@@ -22,7 +22,7 @@ class Fallback:
     def decide(self, plan: Plan, exc: Exception) -> Decision | ProblemResponse | None:
         """A decision from the local limiter, None (no limit) or the 503 to send."""
         if self.mode == "local":
-            return self.local.hit(plan.key, plan.policy.limits)
+            return self.local.hit(plan.key, plan.policy.limits, plan.policy.cost)
         if self.mode == "open":
             return None
         logger.warning("rate limit unavailable (%s); refusing", exc)

@@ -10,6 +10,7 @@ a quota-exceeded problem body.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from starlette.datastructures import MutableHeaders
@@ -27,16 +28,24 @@ from gateway.ratelimit.strategy import Decision, RateLimiter
 from gateway.routing import EndpointResolver, is_preflight
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
+logger = logging.getLogger("gateway.ratelimit")
+
 
 async def run_limited(
     app: ASGIApp, plan: Plan, decision: Decision, scope: Scope, receive: Receive, send: Send, events: GatewayEvents
 ) -> None:
-    """Answer 429 for a refused decision; otherwise run the app with the rate-limit headers added."""
-    events.rate_limit_decision(plan.policy.name, decision.admitted)
+    """Answer 429 for a refused decision; otherwise run the app with the rate-limit headers added. A
+    shadow policy's refusal is reported and logged, and the request goes on (with the headers a
+    refusal would carry, but no ``Retry-After``)."""
+    policy = plan.policy
+    events.rate_limit_decision(policy.name, decision, shadow=policy.shadow)
     if not decision.admitted:
-        await too_many_requests(plan.policy, decision)(scope, receive, send)
-        return
-    headers = rate_limit_headers(plan.policy, decision)
+        if not policy.shadow:
+            await too_many_requests(policy, decision)(scope, receive, send)
+            return
+        logger.warning("rate limit (shadow) %s would refuse %s %s", policy.name, scope["method"], scope["path"][:200])
+        decision = decision._replace(admitted=True)  # for the headers: what it would say, no Retry-After
+    headers = rate_limit_headers(policy, decision)
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -100,7 +109,7 @@ class RateLimitMiddleware:
             return
         decision: Decision | ProblemResponse | None
         try:
-            decision = await self.limiter.hit(plan.key, plan.policy.limits)
+            decision = await self.limiter.hit(plan.key, plan.policy.limits, plan.policy.cost)
         except RedisUnavailable as exc:
             decision = self.fallback.decide(plan, exc)
         if isinstance(decision, ProblemResponse):

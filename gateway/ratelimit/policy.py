@@ -25,15 +25,25 @@ ROUTE_POLICY = "__kapi_rate_limit__"
 
 
 class Policy(NamedTuple):
-    """A named set of limits; ``by="ip"`` counts per client address even for signed-in users."""
+    """A named set of limits. ``by="ip"`` counts per client address even for signed-in users;
+    ``cost`` is how many units one request takes (a search may cost 2, a create 5); a ``shadow``
+    policy decides, reports and sends its headers, but refuses nothing (how a new limit is rolled
+    out safely)."""
 
     name: str
     limits: tuple[Limit, ...]
     by: By = "user"
+    cost: int = 1
+    shadow: bool = False
 
     @classmethod
-    def of(cls, name: str, limits: str | Sequence[Limit], by: By = "user") -> Policy:
-        return cls(name, parse_limits(limits) if isinstance(limits, str) else tuple(limits), by)
+    def of(
+        cls, name: str, limits: str | Sequence[Limit], by: By = "user", *, cost: int = 1, shadow: bool = False
+    ) -> Policy:
+        parsed = parse_limits(limits) if isinstance(limits, str) else tuple(limits)
+        if cost < 1 or any(cost > limit.amount for limit in parsed):
+            raise ValueError(f"policy {name!r}: a cost of {cost} must be at least 1 and fit every limit")
+        return cls(name, parsed, by, cost, shadow)
 
     def item_names(self) -> list[str]:
         """One structured-field item name per limit: the policy's name, or name-<window>s for several."""
@@ -53,7 +63,9 @@ class Plan(NamedTuple):
 PolicyChooser = Callable[[Scope, "str | None", str], "Policy | None"]
 
 
-def limit(limits: str | Sequence[Limit], *, name: str | None = None, by: By = "user") -> Callable[[F], F]:
+def limit(
+    limits: str | Sequence[Limit], *, name: str | None = None, by: By = "user", cost: int = 1, shadow: bool = False
+) -> Callable[[F], F]:
     """Declare a route's own limits next to the route (like slowapi's ``@limiter.limit``), for
     Starlette and FastAPI endpoints::
 
@@ -63,12 +75,12 @@ def limit(limits: str | Sequence[Limit], *, name: str | None = None, by: By = "u
 
     The rate-limit middleware finds it through the app's routes at start-up and enforces it in its
     one Redis round trip, keyed by the route template; the policy is named after the endpoint
-    (``POST /listings``) unless ``name`` is given.
+    (``POST /listings``) unless ``name`` is given. ``cost`` and ``shadow`` as for ``Policy``.
     """
-    parsed = parse_limits(limits) if isinstance(limits, str) else tuple(limits)
+    checked = Policy.of(name or "route", limits, by, cost=cost, shadow=shadow)
 
     def mark(endpoint: F) -> F:
-        setattr(endpoint, ROUTE_POLICY, (name, parsed, by))
+        setattr(endpoint, ROUTE_POLICY, (name, checked))
         return endpoint
 
     return mark
@@ -88,12 +100,12 @@ def declared_limits(routes: Sequence[BaseRoute], prefix: str = "") -> dict[str, 
         declared = getattr(getattr(route, "endpoint", None), ROUTE_POLICY, None)
         if declared is None:
             continue
-        name, limits, by = declared
+        name, policy = declared
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method == "HEAD":
                 continue  # HEAD counts against its GET route's budget
             endpoint = f"{method} {path}"
-            found[endpoint] = Policy(name or endpoint, limits, by)
+            found[endpoint] = policy._replace(name=name or endpoint)
     return found
 
 
@@ -108,7 +120,9 @@ class RateLimits:
     - ``choose``: a callable choosing limits per request (e.g. from a ``tier`` claim in
       ``scope["user"].claims``) where no override applies; None means the default;
     - ``on_redis_error``: ``"local"`` (an approximate per-process limiter), ``"open"`` (no limit) or
-      ``"closed"`` (503) while Redis cannot answer.
+      ``"closed"`` (503) while Redis cannot answer;
+    - ``shadow``: every policy decides and reports but refuses nothing (a policy can also be
+      ``shadow`` on its own).
     """
 
     default: str | Sequence[Limit] | Policy = "100/hour"
@@ -116,6 +130,7 @@ class RateLimits:
     exempt: Iterable[str] = ()
     choose: PolicyChooser | None = None
     on_redis_error: OnRedisError = "local"
+    shadow: bool = False
 
     def __post_init__(self) -> None:
         if self.on_redis_error not in ("local", "open", "closed"):
@@ -161,6 +176,8 @@ class Planner:
         if policy is None and self.rules.choose is not None:
             policy = self.rules.choose(scope, user_id, endpoint)
         policy = policy or self.default
+        if self.rules.shadow and not policy.shadow:
+            policy = policy._replace(shadow=True)
         if user_id and policy.by == "user":
             return Plan(policy, self.keys.user("rate_limit", user_id, endpoint))
         address = Keys.client("ip", self.client_address(scope))

@@ -1,0 +1,377 @@
+"""``python -m bench.search``: listing search at a million listings, through HTTP, cold and warm.
+
+It generates ``--rows`` listings (Turkish words, cities, prices; a few rare words), loads them into a
+fresh SQLite database and, when one answers, a fresh PostgreSQL database (created and dropped here),
+through the service's own migration and search columns. Then, for each database, it starts its own
+redis-server and the service exactly as the ``Procfile``'s ``web:`` line starts it, and times every
+documented query shape: each shape is ``--queries`` distinct queries, asked once with the search
+cache cold (``X-Cache: MISS``) and once warm (``HIT``), sequentially from one client. It prints the
+table, writes ``bench/search-results.json``, and the ``EXPLAIN`` of each shape. Everything it started is
+stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.testing import RedisServer, free_port
+from service import search
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES = os.environ.get("KAPI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+
+COMMON = """daire ev bahçe manzara deniz satılık kiralık eşyalı merkezi metro yakın geniş ferah aydınlık yeni
+bakımlı site havuz otopark asansör doğalgaz kombi balkon teras dubleks bisiklet araba telefon bilgisayar masa
+sandalye koltuk dolap buzdolabı çamaşır makinesi fırın ütü halı perde kitap oyuncak şişli kadıköy beşiktaş
+üsküdar çankaya ışıklı güneşli sessiz temiz acil sahibinden fırsat uygun fiyat pazarlık takas orijinal kutulu
+garantili faturalı az kullanılmış sıfır ayarında temiz kapalı açık mutfak salon oda banyo tuvalet kiler
+çatı bodrum giriş kat yüksek alçak cadde sokak mahalle okul hastane park çarşı pazar durak iskele vapur
+tramvay otobüs minibüs taksi""".split()
+RARE = [f"nadir{word}" for word in "alfa bravo charlie delta eko foxtrot golf hotel india juliet kilo lima mike "
+        "november oskar papa quebec romeo sierra tango uniform victor viski xray yankee zulu "
+        "ayva böğürtlen çilek dut elma frenk greyfurt hurma incir kayısı limon mandalina nar portakal "
+        "şeftali üzüm vişne yenidünya zeytin ceviz fındık".split()]  # fmt: skip
+CITIES = """İstanbul Ankara İzmir Bursa Antalya Adana Konya Gaziantep Şanlıurfa Kocaeli Mersin Diyarbakır Hatay
+Manisa Kayseri Samsun Balıkesir Kahramanmaraş Van Aydın Denizli Sakarya Tekirdağ Muğla Eskişehir Mardin
+Malatya Trabzon Erzurum Ordu""".split()
+
+
+def log(message: str) -> None:
+    print(f"[bench.search] {message}", file=sys.stderr, flush=True)
+
+
+def generate(rows: int, seed: int = 20261201) -> Iterator[tuple[Any, ...]]:
+    """(title, description, price_minor, currency, city, owner, created, updated, search, city_key, doc)"""
+    rnd = random.Random(seed)
+    stamp = "2026-12-01T00:00:00.000000Z"
+    for i in range(rows):
+        words = [rnd.choice(COMMON) for _ in range(rnd.randint(3, 7))]
+        if i % 2000 == 0:  # each rare word in about 1 listing in 100,000
+            words.append(RARE[(i // 2000) % len(RARE)])
+        title = " ".join(words).capitalize()
+        description = " ".join(rnd.choice(COMMON) for _ in range(rnd.randint(8, 30)))
+        city = rnd.choice(CITIES)
+        doc = search.document(title, description)
+        yield (title, description, rnd.randint(10, 5_000_000) * 100, "TRY", city, str(rnd.randint(1, 50_000)),
+               stamp, stamp, doc, search.fold(city))  # fmt: skip
+
+
+async def migrate(url: str) -> None:
+    from service import db
+
+    database = await db.connect(url)
+    await database.disconnect()
+
+
+def load_sqlite(path: Path, rows: int) -> None:
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    from service.db import MIGRATIONS
+
+    connection = sqlite3.connect(path)
+    started = time.monotonic()
+    # A bulk load: the trigram index is built once at the end ('rebuild'), not row by row by its
+    # insert trigger (which is right for the app's one-at-a-time writes, and about 60 times slower here).
+    trigger = next(step for m in MIGRATIONS for step in m.dialects.get("sqlite", ())
+                   if isinstance(step, str) and "listings_fts_insert" in step)  # fmt: skip
+    connection.execute("DROP TRIGGER listings_fts_insert")
+    connection.execute("PRAGMA cache_size = -1000000")  # 1 GB of page cache while loading
+    connection.execute("PRAGMA synchronous = OFF")  # a throw-away bench database
+    connection.execute("BEGIN")
+    batch: list[tuple[Any, ...]] = []
+    for row_id, row in enumerate(generate(rows), start=1):
+        batch.append((row_id, *row))
+        if len(batch) == 5000:
+            _insert_sqlite(connection, batch)
+            batch = []
+            if row_id % 100_000 == 0:
+                log(f"sqlite: {row_id:,} rows ({time.monotonic() - started:.0f} s)")
+    _insert_sqlite(connection, batch)
+    connection.execute("COMMIT")
+    log(f"sqlite: rows in; building the trigram index ({time.monotonic() - started:.0f} s)")
+    connection.execute("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")
+    connection.execute(trigger)
+    connection.commit()
+    connection.execute("INSERT INTO listings_short (listings_short) VALUES ('optimize')")
+    connection.execute("ANALYZE")
+    connection.commit()
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    log(f"sqlite: {rows:,} rows in {time.monotonic() - started:.0f} s, {path.stat().st_size / 1e9:.2f} GB")
+
+
+def _insert_sqlite(connection: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+    connection.executemany(
+        "INSERT INTO listings (id, title, description, price_minor, currency, city, owner_id, created_at, updated_at,"
+        " search, city_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        batch,
+    )
+    connection.executemany(
+        "INSERT INTO listings_short (rowid, terms) VALUES (?, ?)",
+        [(row[0], " ".join(search.short_terms(row[9]))) for row in batch],
+    )
+
+
+async def load_postgres(admin_url: str, name: str, rows: int) -> str | None:
+    import asyncpg
+
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        log(f"no PostgreSQL at {admin_url} ({type(exc).__name__}): SQLite only")
+        return None
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    connection = await asyncpg.connect(url)
+    started = time.monotonic()
+    gin = ["listings_search_trgm", "listings_short_terms"]
+    for index in gin:  # built once after the load: far faster than row by row
+        await connection.execute(f"DROP INDEX {index}")
+    columns = ["title", "description", "price_minor", "currency", "city", "owner_id", "created_at", "updated_at",
+               "search", "city_key", "short_terms"]  # fmt: skip
+    batch: list[tuple[Any, ...]] = []
+    done = 0
+    for row in generate(rows):
+        batch.append((*row, search.short_terms(row[8])))
+        if len(batch) == 20_000:
+            await connection.copy_records_to_table("listings", records=batch, columns=columns)
+            done += len(batch)
+            batch = []
+            if done % 100_000 == 0:
+                log(f"postgresql: {done:,} rows ({time.monotonic() - started:.0f} s)")
+    if batch:
+        await connection.copy_records_to_table("listings", records=batch, columns=columns)
+    await connection.execute("SET maintenance_work_mem = '1GB'")
+    await connection.execute("CREATE INDEX listings_search_trgm ON listings USING gin (search gin_trgm_ops)")
+    await connection.execute("CREATE INDEX listings_short_terms ON listings USING gin (short_terms)")
+    await connection.execute("VACUUM ANALYZE listings")
+    size = await connection.fetchval("SELECT pg_database_size(current_database())")
+    await connection.close()
+    log(f"postgresql: {rows:,} rows in {time.monotonic() - started:.0f} s, {size / 1e9:.2f} GB")
+    return url
+
+
+def shapes(count: int, rows: int) -> dict[str, list[dict[str, str]]]:
+    rnd = random.Random(7)
+    common = [w for w in COMMON if len(search.fold(w)) >= 4][:count]
+    infixes = sorted({search.fold(w)[1:4] for w in COMMON if len(w) >= 5})[:count]
+    pairs = [f"{a} {b}" for a, b in zip(COMMON[::2], COMMON[1::2], strict=False)][:count]
+    bigrams = sorted({search.fold(w)[:2] for w in COMMON})[:count]
+    return {
+        "common word": [{"q": w} for w in common],
+        "rare word": [{"q": w} for w in RARE[:count]],
+        "no match": [{"q": f"zqx{i}vk"} for i in range(count)],
+        "infix (3 chars)": [{"q": w} for w in infixes],
+        "two words": [{"q": p} for p in pairs],
+        "2-character query": [{"q": b} for b in bigrams],
+        "city + price range": [
+            {"city": search.fold(CITIES[i % len(CITIES)]), "min_price": str(1000 + 1000 * i), "max_price": str(200_000 + 5000 * i)}
+            for i in range(count)
+        ],  # fmt: skip
+        "deep cursor page": [{"cursor": format(rnd.randint(rows // 100, rows // 10), "x")} for _ in range(count)],
+    }
+
+
+def cursor_of(params: dict[str, str]) -> dict[str, str]:
+    """The service's cursors are base 36; the shapes above name ids in hex for brevity."""
+    if "cursor" in params:
+        value = int(params["cursor"], 16)
+        digits, text = "0123456789abcdefghijklmnopqrstuvwxyz", ""
+        while value:
+            value, digit = divmod(value, 36)
+            text = digits[digit] + text
+        return {**params, "cursor": text or "0"}
+    return params
+
+
+def serve(database_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], RedisServer, str]:
+    redis_server = RedisServer().start()
+    port = free_port()
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    command = web.split(":", 1)[1].strip()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_server.url, "DATABASE_URL": database_url,
+           "JWT_SECRET": SECRET, "RATE_LIMIT": "10000000/hour", "PORT": str(port), "HOST": "127.0.0.1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    process = subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=(workdir / f"service-{port}.log").open("wb"))  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return process, redis_server, url
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((workdir / f"service-{port}.log").read_text()[-3000:])
+        time.sleep(0.2)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
+def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/listings", params={"q": "warm-up"})
+        for shape, queries in cases.items():
+            timings: dict[str, list[float]] = {"cold": [], "warm": []}
+            matched = 0
+            for phase, expected in (("cold", "MISS"), ("warm", "HIT")):
+                for params in queries:
+                    started = time.perf_counter()
+                    response = client.get("/listings", params=cursor_of(params))
+                    timings[phase].append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 200, response.text
+                    assert response.headers["x-cache"] == expected, (shape, params, response.headers["x-cache"])
+                    if phase == "cold":
+                        matched += len(response.json()["items"]) > 0
+            results[shape] = {
+                "cold_p50": statistics.median(timings["cold"]), "cold_p95": percentile(timings["cold"], 0.95),
+                "warm_p50": statistics.median(timings["warm"]), "warm_p95": percentile(timings["warm"], 0.95),
+                "queries": len(queries), "with_results": matched,
+            }  # fmt: skip
+            log(f"  {shape}: cold p95 {results[shape]['cold_p95']:.2f} ms, warm p95 {results[shape]['warm_p95']:.2f} ms")
+    return results
+
+
+def explain_sqlite(path: Path, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
+    """The plan SQLite chooses for the first query of each shape (as the store builds it)."""
+    from service.store import ListingQuery, ListingStore
+
+    plans: dict[str, list[str]] = {}
+
+    class Recorder:
+        url = type("U", (), {"dialect": "sqlite"})()
+
+        def __init__(self) -> None:
+            self.sql: list[tuple[str, dict[str, Any]]] = []
+
+        async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
+            self.sql.append((sql, values))
+            return []
+
+    connection = sqlite3.connect(path)
+    for shape, queries in cases.items():
+        recorder = Recorder()
+        asyncio.run(ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0]))))  # type: ignore[arg-type]
+        sql, values = recorder.sql[-1]
+        plan = connection.execute("EXPLAIN QUERY PLAN " + sql, values)
+        plans[shape] = [row[3] for row in plan.fetchall()]
+    connection.close()
+    return plans
+
+
+async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
+    import asyncpg
+    from service.store import ListingQuery, ListingStore
+
+    plans: dict[str, list[str]] = {}
+    connection = await asyncpg.connect(url)
+
+    class Recorder:
+        url = type("U", (), {"dialect": "postgresql"})()
+
+        def __init__(self) -> None:
+            self.sql: list[tuple[str, dict[str, Any]]] = []
+
+        async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
+            self.sql.append((sql, values))
+            return []
+
+    for shape, queries in cases.items():
+        recorder = Recorder()
+        await ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0])))  # type: ignore[arg-type]
+        for n, (sql, values) in enumerate(recorder.sql):
+            names = list(values)
+            numbered = sql
+            for i, name in enumerate(sorted(names, key=len, reverse=True)):
+                numbered = numbered.replace(f":{name}", f"${names.index(name) + 1}")
+            rows = await connection.fetch("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered, *values.values())
+            plans[f"{shape}" + (" (index pass)" if n else "")] = [row[0] for row in rows]
+    await connection.close()
+    return plans
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.search")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "search-results.json")
+    args = parser.parse_args(argv)
+    cases = shapes(args.queries, args.rows)
+    report: dict[str, Any] = {"rows": args.rows, "queries_per_shape": args.queries, "results": {}, "plans": {}}
+    with tempfile.TemporaryDirectory(prefix="kapi-search-") as tmp:
+        workdir = Path(tmp)
+        databases: list[tuple[str, str]] = []
+        sqlite_path = workdir / "listings.db"
+        load_sqlite(sqlite_path, args.rows)
+        databases.append(("sqlite", f"sqlite+aiosqlite:///{sqlite_path}"))
+        report["plans"]["sqlite"] = explain_sqlite(sqlite_path, cases)
+        pg_name = f"kapi_bench_search_{os.getpid()}"
+        pg_url = None if args.no_postgres else asyncio.run(load_postgres(POSTGRES, pg_name, args.rows))
+        if pg_url:
+            databases.append(("postgresql", pg_url))
+            report["plans"]["postgresql"] = asyncio.run(explain_postgres(pg_url, cases))
+        try:
+            for name, url in databases:
+                log(f"{name}: measuring through HTTP")
+                process, redis_server, base = serve(url, workdir)
+                try:
+                    report["results"][name] = measure(base, cases)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=20)
+                    redis_server.close()
+        finally:
+            if pg_url:
+                asyncio.run(_drop(POSTGRES, pg_name))
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(table(report))
+    return 0
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def table(report: dict[str, Any]) -> str:
+    databases = list(report["results"])
+    head = "| query shape | " + " | ".join(f"{db} cold p50 / p95 | {db} warm p50 / p95" for db in databases) + " |"
+    lines = [head, "|---|" + "---|---|" * len(databases)]
+    for shape in next(iter(report["results"].values())):
+        cells = []
+        for db in databases:
+            r = report["results"][db][shape]
+            cells += [f"{r['cold_p50']:.1f} / {r['cold_p95']:.1f} ms", f"{r['warm_p50']:.1f} / {r['warm_p95']:.1f} ms"]
+        lines.append(f"| {shape} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
