@@ -183,9 +183,13 @@ def shapes(count: int, rows: int) -> dict[str, list[dict[str, str]]]:
         "two words": [{"q": p} for p in pairs],
         "2-character query": [{"q": b} for b in bigrams],
         "city + price range": [
-            {"city": search.fold(CITIES[i % len(CITIES)]), "min_price": str(1000 + 1000 * i), "max_price": str(200_000 + 5000 * i)}
+            {
+                "city": search.fold(CITIES[i % len(CITIES)]),
+                "min_price": str(1000 * (i + 1)),
+                "max_price": str(200_000 + 5000 * i),
+            }
             for i in range(count)
-        ],  # fmt: skip
+        ],
         "deep cursor page": [{"cursor": format(rnd.randint(rows // 100, rows // 10), "x")} for _ in range(count)],
     }
 
@@ -210,8 +214,10 @@ def serve(database_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Re
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_server.url, "DATABASE_URL": database_url,
            "JWT_SECRET": SECRET, "RATE_LIMIT": "10000000/hour", "PORT": str(port), "HOST": "127.0.0.1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
-    process = subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=(workdir / f"service-{port}.log").open("wb"))  # fmt: skip
+    log_file = (workdir / f"service-{port}.log").open("wb")
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -227,13 +233,15 @@ def serve(database_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Re
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[str, float]]:
-    results: dict[str, dict[str, float]] = {}
+def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=url, timeout=30) as client:
-        client.get("/listings", params={"q": "warm-up"})
+        # A running service has its database warm; the measured queries still meet a cold search cache.
+        for word in [*COMMON[::3], *RARE[-5:], "warm-up", "zz", "ab"]:
+            client.get("/listings", params={"q": word, "limit": "7"})
         for shape, queries in cases.items():
             timings: dict[str, list[float]] = {"cold": [], "warm": []}
             matched = 0
@@ -250,8 +258,10 @@ def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[
                 "cold_p50": statistics.median(timings["cold"]), "cold_p95": percentile(timings["cold"], 0.95),
                 "warm_p50": statistics.median(timings["warm"]), "warm_p95": percentile(timings["warm"], 0.95),
                 "queries": len(queries), "with_results": matched,
+                "cold_ms": [round(t, 2) for t in timings["cold"]], "warm_ms": [round(t, 2) for t in timings["warm"]],
             }  # fmt: skip
-            log(f"  {shape}: cold p95 {results[shape]['cold_p95']:.2f} ms, warm p95 {results[shape]['warm_p95']:.2f} ms")
+            r = results[shape]
+            log(f"  {shape}: cold p95 {r['cold_p95']:.2f} ms, warm p95 {r['warm_p95']:.2f} ms")
     return results
 
 
@@ -284,6 +294,7 @@ def explain_sqlite(path: Path, cases: dict[str, list[dict[str, str]]]) -> dict[s
 
 async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
     import asyncpg
+
     from service.store import ListingQuery, ListingStore
 
     plans: dict[str, list[str]] = {}
@@ -305,7 +316,7 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
         for n, (sql, values) in enumerate(recorder.sql):
             names = list(values)
             numbered = sql
-            for i, name in enumerate(sorted(names, key=len, reverse=True)):
+            for name in sorted(names, key=len, reverse=True):
                 numbered = numbered.replace(f":{name}", f"${names.index(name) + 1}")
             rows = await connection.fetch("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered, *values.values())
             plans[f"{shape}" + (" (index pass)" if n else "")] = [row[0] for row in rows]
@@ -319,18 +330,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "search-results.json")
+    parser.add_argument("--keep", type=Path, help="keep the databases here (and reuse them when present)")
     args = parser.parse_args(argv)
     cases = shapes(args.queries, args.rows)
     report: dict[str, Any] = {"rows": args.rows, "queries_per_shape": args.queries, "results": {}, "plans": {}}
     with tempfile.TemporaryDirectory(prefix="kapi-search-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         databases: list[tuple[str, str]] = []
-        sqlite_path = workdir / "listings.db"
-        load_sqlite(sqlite_path, args.rows)
+        sqlite_path = workdir / f"listings-{args.rows}.db"
+        if not (args.keep and sqlite_path.exists()):
+            load_sqlite(sqlite_path, args.rows)
         databases.append(("sqlite", f"sqlite+aiosqlite:///{sqlite_path}"))
         report["plans"]["sqlite"] = explain_sqlite(sqlite_path, cases)
-        pg_name = f"kapi_bench_search_{os.getpid()}"
-        pg_url = None if args.no_postgres else asyncio.run(load_postgres(POSTGRES, pg_name, args.rows))
+        pg_name = f"kapi_bench_search_{args.rows}" if args.keep else f"kapi_bench_search_{os.getpid()}"
+        pg_url = None
+        if not args.no_postgres:
+            pg_url = asyncio.run(_existing(POSTGRES, pg_name)) if args.keep else None
+            pg_url = pg_url or asyncio.run(load_postgres(POSTGRES, pg_name, args.rows))
         if pg_url:
             databases.append(("postgresql", pg_url))
             report["plans"]["postgresql"] = asyncio.run(explain_postgres(pg_url, cases))
@@ -345,11 +362,28 @@ def main(argv: list[str] | None = None) -> int:
                     process.wait(timeout=20)
                     redis_server.close()
         finally:
-            if pg_url:
+            if pg_url and not args.keep:
                 asyncio.run(_drop(POSTGRES, pg_name))
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table(report))
     return 0
+
+
+async def _existing(admin_url: str, name: str) -> str | None:
+    """A database kept by an earlier run (--keep), if it is there and loaded."""
+    import asyncpg
+
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        connection = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        loaded = await connection.fetchval("SELECT count(*) FROM listings") > 0
+    except asyncpg.PostgresError:
+        loaded = False
+    await connection.close()
+    return url if loaded else None
 
 
 async def _drop(admin_url: str, name: str) -> None:

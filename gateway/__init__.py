@@ -2,7 +2,8 @@
 
 - ``GatewayMiddleware``: authentication and rate limiting in one Redis round trip (``checks``);
   ``AuthMiddleware`` and ``RateLimitMiddleware`` do one each.
-- ``TokenVerifier``/``TokenIssuer`` (JWTs), ``TokenBlacklist`` (revocation), ``SessionStore``
+- ``TokenVerifier``/``TokenIssuer`` (JWTs), ``KeySet`` (our rotatable keys, ``kid`` derived from
+  each key), ``JwksKeySet`` (an identity provider's), ``TokenBlacklist`` (revocation), ``SessionStore``
   (logins), ``OtpStore`` (one-time codes), ``DataLossEpoch``.
 - ``cached``: a read-through cache decorator with leases.
 - Smaller layers: ``ErrorBoundaryMiddleware``, ``BodyLimitMiddleware``, ``HeaderLimitMiddleware``,
@@ -33,7 +34,9 @@ from gateway.clientip import ClientAddress
 from gateway.epoch import DataLossEpoch
 from gateway.events import GatewayEvents
 from gateway.headerlimit import HeaderLimitMiddleware
+from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey
 from gateway.keys import Keys, escape
+from gateway.keyset import Key, KeySet, split_keys
 from gateway.otp import OtpCheck, OtpStore
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import (
@@ -86,7 +89,11 @@ __all__ = [
     "Generation",
     "HeaderLimitMiddleware",
     "InvalidToken",
+    "JwksKeySet",
+    "Key",
+    "KeySet",
     "Keys",
+    "KeysUnavailable",
     "Limit",
     "LimitState",
     "LocalLimiter",
@@ -118,6 +125,7 @@ __all__ = [
     "TokenPair",
     "TokenUser",
     "TokenVerifier",
+    "UnknownKey",
     "Verdict",
     "__version__",
     "assign_request_id",
@@ -130,5 +138,6 @@ __all__ = [
     "parse_limits",
     "request_id",
     "scripts_loaded",
+    "split_keys",
     "too_many_requests",
 ]

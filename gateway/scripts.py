@@ -207,10 +207,17 @@ class ScriptRunner:
             await pool.release(connection)
 
     async def _send_pipeline(self, batch: list[_Call]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name, keys, args, _ in batch:
-                pipe.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+        """A cluster client's pipeline (each command to its node). It is built without retries, so a
+        batch is never resent; after a connection failure the client is reset instead (what its own
+        retry does before resending), so the next batch reconnects and rediscovers the topology."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name, keys, args, _ in batch:
+                    pipe.execute_command("EVALSHA", lua_sha(name), len(keys), *keys, *args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await self.client.aclose()
+            raise
         return results
 
 

@@ -7,36 +7,28 @@ Verification accepts exactly one algorithm, so ``alg: none`` and algorithm confu
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from jose import jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
-TokenType = Literal["access", "refresh"]
-Claims = dict[str, Any]
+from gateway.claims import ALGORITHMS, HMAC_ALGORITHMS, Claims, InvalidToken, TokenType
+from gateway.jwks import JwksKeySet, KeysUnavailable
+from gateway.keyset import KeySet
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-ALGORITHMS = HMAC_ALGORITHMS | {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+__all__ = ["HMAC_ALGORITHMS", "Claims", "InvalidToken", "TokenIssuer", "TokenPair", "TokenType", "TokenVerifier"]
 
 #: The longest token lifetime (``exp - iat``) accepted by default: a revocation or a log-out mark is
 #: kept this long (plus the leeway), so a longer-lived token could outlive its revocation; such
 #: tokens are refused instead.
 DEFAULT_MAX_LIFETIME = 31 * 86400
-
-
-class InvalidToken(Exception):
-    """The token cannot be accepted; ``reason`` is a short machine label (for metrics), the message
-    is safe to show to the client (``error_description``) and never contains the token."""
-
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__(description)
-        self.reason = reason
-        self.description = description
 
 
 class TokenPair(NamedTuple):
@@ -62,19 +54,20 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _public_key_of(private_pem: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 class TokenVerifier:
-    """Verifies bearer tokens against one key and one algorithm.
+    """Verifies bearer tokens: ours against a ``KeySet`` (``key=`` makes a set of one), and, with
+    ``jwks``, an identity provider's against its published keys.
+
+    Each source accepts exactly one algorithm, checked against the header before any key is used, so
+    ``alg: none`` and algorithm confusion (an HS256 token "signed" with an RSA public key) are refused.
+    The header's ``kid`` picks the key: one of ours (current or previous), else one of the JWKS; a
+    token without ``kid`` is verified with our current key. ``jku``, ``x5u`` are never followed.
+
+    Our tokens need ``sub``, ``jti``, ``iat``, ``exp`` and ``type`` (a refresh token never passes as
+    an access token, RFC 8725 §3.11). An identity provider's need ``sub``, ``iat``, ``exp``, and the
+    configured ``iss`` and ``aud``; without a ``type`` claim they are access tokens (Keycloak's
+    ``typ: Bearer`` too), one whose ``type``/``typ`` says refresh or ID is refused, and one without
+    ``jti`` is named by a hash of the token (``h.`` + 22 characters), which the blacklist uses.
 
     A token that verified once is remembered (up to ``cache_size`` tokens, until it expires), so a
     client's next requests skip the signature check; revocation is not cached, it is checked in
@@ -83,15 +76,16 @@ class TokenVerifier:
 
     ``max_lifetime`` bounds ``exp - iat``: the blacklist keeps a revocation for at most that long
     (plus ``leeway``), so a token that could outlive it is refused rather than accepted. A token
-    whose ``crit`` header names any extension is refused (RFC 7515 §4.1.11: none is understood
-    here); ``jku``, ``x5u`` and ``kid`` are never followed or used with a single key.
+    whose ``crit`` header names any extension is refused (RFC 7515 §4.1.11: none is understood here).
     """
 
     def __init__(
         self,
         *,
-        key: str,
+        key: str | None = None,
+        keys: KeySet | None = None,
         algorithm: str = "HS256",
+        jwks: JwksKeySet | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         leeway: int = 30,
@@ -103,12 +97,15 @@ class TokenVerifier:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
         if leeway < 0 or max_lifetime < 1:
             raise ValueError("leeway must be >= 0 and max_lifetime >= 1 second")
-        if not key:
-            raise ValueError("a verification key is required")
-        if algorithm not in HMAC_ALGORITHMS and "PRIVATE KEY" in key:
-            key = _public_key_of(key)
-        self.key = key
-        self.algorithm = algorithm
+        if keys is None:
+            if not key:
+                raise ValueError("a verification key is required")
+            keys = KeySet(key, algorithm=algorithm)
+        if jwks is not None and (not issuer or not audience):
+            raise ValueError("tokens from a JWKS need an issuer and an audience to check")
+        self.keys = keys
+        self.algorithm = keys.algorithm
+        self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
@@ -126,12 +123,19 @@ class TokenVerifier:
             "verify_aud": audience is not None,
             "leeway": leeway,
         }
+        self._external_options = {**self._options, "require_jti": False}
         self._verified: OrderedDict[str, Claims] = OrderedDict()
 
+    @property
+    def key(self) -> Any:
+        """The current key's verification material."""
+        return self.keys.current.verifying
+
     def verify(self, token: str, *, expected_type: TokenType = "access", allow_expired: bool = False) -> Claims:
-        """The token's claims, or ``InvalidToken``. ``allow_expired`` accepts a token past its
-        ``exp`` (everything else is still checked): for a logout, which may end an expired token's
-        login."""
+        """The token's claims, or ``InvalidToken`` (``UnknownKey`` for a ``kid`` the JWKS does not
+        hold yet: an async caller may ``jwks.learn`` it and try again). ``allow_expired`` accepts a
+        token past its ``exp`` (everything else is still checked): for a logout, which may end an
+        expired token's login."""
         if allow_expired:
             decoded = self._decode(token, verify_exp=False)
             if decoded["type"] != expected_type:
@@ -159,16 +163,29 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except Exception:  # JWTError, or worse on hostile input
             raise InvalidToken("malformed", "The token is not a well-formed JWT.") from None
-        if not isinstance(header, dict) or header.get("alg") != self.algorithm:
-            raise InvalidToken("wrong_algorithm", f"Only {self.algorithm} tokens are accepted.")
+        if not isinstance(header, dict):
+            raise InvalidToken("malformed", "The token is not a well-formed JWT.")
+        kid = header.get("kid")
+        external = self.jwks is not None and kid not in self.keys.by_kid and kid is not None
+        algorithm = self.jwks.algorithm if external and self.jwks is not None else self.algorithm
+        if header.get("alg") != algorithm:
+            raise InvalidToken("wrong_algorithm", f"Only {algorithm} tokens are accepted.")
         if "crit" in header:
             raise InvalidToken("bad_header", "The token's crit header names extensions this server does not support.")
+        if external and self.jwks is not None:
+            try:
+                verifying = self.jwks.for_token(kid).verifying
+            except KeysUnavailable as exc:
+                raise InvalidToken("keys_unavailable", f"The identity provider's keys: {exc}.") from None
+        else:
+            verifying = self.keys.for_token(kid).verifying
+        options = self._external_options if external else self._options
         try:
             claims: Claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=[self.algorithm],
-                options=self._options if verify_exp else {**self._options, "verify_exp": False},
+                verifying,
+                algorithms=[algorithm],
+                options=options if verify_exp else {**options, "verify_exp": False},
                 issuer=self.issuer,
                 audience=self.audience,
             )
@@ -180,6 +197,8 @@ class TokenVerifier:
             raise InvalidToken("bad_signature", "The token's signature does not verify.") from None
         except Exception:  # python-jose can raise others on hostile input (bad base64, wrong key types)
             raise InvalidToken("malformed", "The token is not a well-formed JWT.") from None
+        if external:
+            claims = _as_external(claims, token)
         now = time.time()
         for name in ("sub", "jti"):
             if not isinstance(claims.get(name), str) or not claims[name] or len(claims[name]) > 256:
@@ -197,14 +216,33 @@ class TokenVerifier:
         return claims
 
 
+_NOT_ACCESS = {"refresh", "id", "id_token", "idtoken", "offline"}
+
+
+def _as_external(claims: Claims, token: str) -> Claims:
+    """An identity provider's token in Kapı's terms: an access token (or refused), with a ``jti``.
+    IdP tokens carry no Kapı login: a ``sid`` they hold names the IdP's session, not one of ours."""
+    for name in ("type", "typ"):
+        value = claims.get(name)
+        if isinstance(value, str) and value.lower() in _NOT_ACCESS:
+            raise InvalidToken("wrong_type", f"A {value} token cannot be used here; send an access token.")
+    claims = {name: value for name, value in claims.items() if name != "sid"}
+    claims["type"] = "access"
+    if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+        digest = hashlib.sha256(token.encode()).digest()[:16]
+        claims["jti"] = "h." + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return claims
+
+
 class TokenIssuer:
-    """Mints access and refresh tokens: ``sub``, ``jti``, ``iat``, ``exp``, ``type``, ``sid``, and
-    ``iss``/``aud`` when configured."""
+    """Mints access and refresh tokens with the current key of ``keys`` (its ``kid`` in the header):
+    ``sub``, ``jti``, ``iat``, ``exp``, ``type``, ``sid``, and ``iss``/``aud`` when configured."""
 
     def __init__(
         self,
         *,
-        key: str,
+        key: str | None = None,
+        keys: KeySet | None = None,
         algorithm: str = "HS256",
         access_ttl: int = 86400,
         refresh_ttl: int = 30 * 86400,
@@ -213,8 +251,14 @@ class TokenIssuer:
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
-        self.key = key
-        self.algorithm = algorithm
+        if keys is None:
+            if not key:
+                raise ValueError("a signing key is required")
+            keys = KeySet(key, algorithm=algorithm)
+        if keys.current.signing is None:
+            raise ValueError("the current key must be able to sign (a secret, or a PEM private key)")
+        self.keys = keys
+        self.algorithm = keys.algorithm
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.issuer = issuer
@@ -232,7 +276,8 @@ class TokenIssuer:
         return claims
 
     def encode(self, claims: Claims) -> str:
-        token: str = jwt.encode(claims, self.key, algorithm=self.algorithm)
+        current = self.keys.current
+        token: str = jwt.encode(claims, current.signing, algorithm=self.algorithm, headers={"kid": current.kid})
         return token
 
     def issue_pair(self, subject: str, *, session_id: str, extra: Mapping[str, Any] = {}) -> TokenPair:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -126,13 +127,22 @@ RATE_LIMIT_EXEMPT = ("/health", "/ready", "/metrics")
 
 
 def tier_policy(settings: Settings) -> PolicyChooser:
-    """Limits from the token's ``tier`` claim (``RATE_LIMIT_TIERS``, e.g. ``pro:1000/hour``)."""
+    """Limits from a claim of the token (``RATE_LIMIT_TIER_CLAIM``, default ``tier``; a dotted path such
+    as ``realm_access.roles`` reaches into an identity provider's claims, and in a list the first
+    value that names a tier counts) matched against ``RATE_LIMIT_TIERS`` (e.g. ``pro:1000/hour``)."""
     tiers = {name: Policy(name, limits) for name, limits in settings.rate_limit_tiers.items()}
+    path = settings.rate_limit_tier_claim.split(".")
 
     def choose(scope: Scope, user_id: str | None, endpoint: str) -> Policy | None:
-        user = scope.get("user")
-        tier = getattr(user, "claims", {}).get("tier") if user_id else None
-        return tiers.get(tier) if isinstance(tier, str) else None
+        if not user_id:
+            return None
+        value: Any = getattr(scope.get("user"), "claims", {})
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        for candidate in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(candidate, str) and candidate in tiers:
+                return tiers[candidate]
+        return None
 
     return choose
 

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 from starlette.config import Config
 from starlette.datastructures import Secret
 
-from gateway import Limit, parse_limits
+from gateway import Limit, parse_limits, split_keys
 
 T = TypeVar("T")
 logger = logging.getLogger("service.settings")
@@ -91,7 +91,10 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///./kapi.db"
     jwt_secret: Secret = field(default_factory=lambda: Secret(""))
     jwt_public_key: Secret | None = None
+    jwt_previous_secrets: tuple[Secret, ...] = ()
     jwt_algorithm: str = "HS256"
+    jwt_jwks_url: str | None = None
+    jwt_jwks_algorithm: str = "RS256"
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: int = 30
@@ -101,6 +104,7 @@ class Settings:
     refresh_reuse_grace: int = 30
     rate_limit: tuple[Limit, ...] = (Limit(100, 3600),)
     rate_limit_shadow: bool = False
+    rate_limit_tier_claim: str = "tier"
     rate_limit_tiers: Mapping[str, tuple[Limit, ...]] = field(default_factory=lambda: {"pro": (Limit(1000, 3600),)})
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
@@ -173,7 +177,10 @@ class Settings:
             database_url=get("DATABASE_URL", _database_url, "sqlite+aiosqlite:///./kapi.db"),
             jwt_secret=Secret(secret),
             jwt_public_key=Secret(public_key) if public_key else None,
+            jwt_previous_secrets=tuple(Secret(key) for key in get("JWT_PREVIOUS_SECRETS", split_keys, "")),
             jwt_algorithm=algorithm,
+            jwt_jwks_url=get("JWT_JWKS_URL", _jwks_url, "") or None,
+            jwt_jwks_algorithm=get("JWT_JWKS_ALGORITHM", _choice(*_ALGORITHMS[3:]), "RS256"),
             jwt_issuer=get("JWT_ISSUER", str, "") or None,
             jwt_audience=get("JWT_AUDIENCE", str, "") or None,
             jwt_leeway=get("JWT_LEEWAY", _int_between(0, 300), "30"),
@@ -184,6 +191,7 @@ class Settings:
             rate_limit=get("RATE_LIMIT", parse_limits, "100/hour"),
             rate_limit_tiers=get("RATE_LIMIT_TIERS", _tiers, "pro:1000/hour"),
             rate_limit_shadow=get("RATE_LIMIT_SHADOW", _boolean, "false"),
+            rate_limit_tier_claim=get("RATE_LIMIT_TIER_CLAIM", _nonempty, "tier"),
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             search_cache_ttl=get("SEARCH_CACHE_TTL", _int_between(1, 86400), "30"),
@@ -199,6 +207,10 @@ class Settings:
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
+        if settings.jwt_jwks_url and not (settings.jwt_issuer and settings.jwt_audience):
+            raise SettingsError(
+                "JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE: tokens from it are checked against both"
+            )
         if settings.jwt_max_lifetime < max_lifetime:
             raise SettingsError(
                 f"JWT_MAX_LIFETIME={settings.jwt_max_lifetime} is shorter than the tokens this service mints "
@@ -284,6 +296,12 @@ def _nonempty(raw: str) -> str:
 def _redis_url(raw: str) -> str:
     if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _jwks_url(raw: str) -> str:
+    if raw and not raw.startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
+        raise ValueError("expected an https:// URL (plain http only to a loopback address)")
     return raw
 
 

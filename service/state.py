@@ -16,7 +16,9 @@ from gateway import (
     HMAC_ALGORITHMS,
     CircuitBreaker,
     ClientAddress,
+    JwksKeySet,
     Keys,
+    KeySet,
     OtpStore,
     RateLimiter,
     RedisClient,
@@ -47,18 +49,26 @@ class Kapi:
         self.keys = Keys(settings.key_prefix, cluster=settings.redis_mode == "cluster")
         self.breaker = CircuitBreaker(events=self.metrics)
         secret = str(settings.jwt_secret)
-        public = str(settings.jwt_public_key) if settings.jwt_public_key else secret
+        previous = [str(key) for key in settings.jwt_previous_secrets]
+        signing = KeySet(secret, algorithm=settings.jwt_algorithm, previous=previous)
+        verifying = signing
+        if settings.jwt_public_key and settings.jwt_algorithm not in HMAC_ALGORITHMS:
+            # Tokens minted elsewhere, verified with the public key given (ours as well as before).
+            verifying = KeySet(
+                str(settings.jwt_public_key), algorithm=settings.jwt_algorithm, previous=[secret, *previous]
+            )
         self.verifier = TokenVerifier(
-            key=public if settings.jwt_algorithm not in HMAC_ALGORITHMS else secret,
-            algorithm=settings.jwt_algorithm,
+            keys=verifying,
+            jwks=JwksKeySet(settings.jwt_jwks_url, algorithm=settings.jwt_jwks_algorithm)
+            if settings.jwt_jwks_url
+            else None,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway=settings.jwt_leeway,
             max_lifetime=settings.jwt_max_lifetime,
         )
         self.issuer = TokenIssuer(
-            key=secret,
-            algorithm=settings.jwt_algorithm,
+            keys=signing,
             access_ttl=settings.access_token_ttl,
             refresh_ttl=settings.refresh_token_ttl,
             issuer=settings.jwt_issuer,

@@ -46,6 +46,9 @@ def _minor(price: Decimal) -> int:
 #: the trigram index (a common term is found at once in the newest rows; a GIN bitmap of it would
 #: hold most of the table).
 RECENT_WINDOW = 2000
+#: ...and how far back it goes, when the newest rows held a few matches, before the index: a page of
+#: a term that common is found within it (measured: ``bench/RESULTS.md``, "two words").
+WIDE_WINDOW = 50_000
 
 
 class ListingStore:
@@ -195,8 +198,18 @@ class ListingStore:
                 match = "l.search LIKE :pattern ESCAPE '\\'"
                 values["pattern"] = search.like_pattern(folded)
             window = [f for f in filters if f.startswith("l.id <")]
-            recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {RECENT_WINDOW})"
-            rows = await self._fetch(f"SELECT {columns} FROM {recent} l", [match, *filters], values)
+
+            async def newest(size: int) -> list[Any]:
+                recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {size})"
+                return await self._fetch(f"SELECT {columns} FROM {recent} l", [match, *filters], values)
+
+            rows = await newest(RECENT_WINDOW)
+            if 0 < len(rows) <= query.limit:
+                # Frequent enough to fill a page a little further back (two common words side by side):
+                # scanning on is cheaper than rechecking every row the index says holds both words.
+                wider = RECENT_WINDOW * 2 * (query.limit + 1) // len(rows)
+                if wider <= WIDE_WINDOW:
+                    rows = await newest(wider)
             if len(rows) <= query.limit:  # not enough among the newest rows: ask the index
                 rows = await self._fetch(f"SELECT {columns} FROM listings l", [match, *filters], values)
         items = [_to_listing(row) for row in rows[: query.limit]]

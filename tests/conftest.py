@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from gateway.testing import RedisServer
 from service.app import create_app
 from service.settings import Settings
 
+T = TypeVar("T")
 pytest_plugins = ["pytester"]  # tests/test_package.py runs a user's suite against Kapı's plugin
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -134,6 +137,12 @@ async def running(app: Starlette) -> AsyncIterator[Starlette]:
     """The app with its lifespan running (Redis client and database open)."""
     async with app.router.lifespan_context(app):
         yield app
+
+
+def own_task(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run an in-process request in a context of its own, as a real server does (the breaker skips
+    Redis for 1 s within the context of a request that saw it fail)."""
+    return asyncio.create_task(request, context=contextvars.Context())
 
 
 def http_client(app: Starlette) -> httpx.AsyncClient:

@@ -179,11 +179,12 @@ class RedisServer:
             self.process.send_signal(signal.SIGCONT)
 
     def restart(self, *, empty: bool = False) -> None:
-        """Stop and start again on the same port; ``empty`` drops the data files first."""
+        """Stop and start again on the same port; ``empty`` drops the data files first (a cluster
+        node keeps its ``nodes.conf``, so it comes back as itself, with its slots and no data)."""
         self.kill()
         if empty:
             for path in self.directory.iterdir():
-                if path.name != "redis.log":
+                if path.name not in ("redis.log", "nodes.conf"):
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         self.start()
 

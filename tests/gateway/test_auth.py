@@ -397,9 +397,11 @@ async def test_a_token_with_crit_is_refused(http: httpx.AsyncClient) -> None:
 async def test_jku_x5u_and_kid_are_never_followed(http: httpx.AsyncClient) -> None:
     server = CountingServer()
     try:
-        header = {"jku": f"{server.url}/jwks.json", "x5u": f"{server.url}/cert.pem", "kid": "whatever"}
+        header = {"jku": f"{server.url}/jwks.json", "x5u": f"{server.url}/cert.pem"}
         signed = await http.get("/private", headers={"Authorization": f"Bearer {with_header(header)}"})
-        assert signed.status_code == 200  # verified with the configured key, headers ignored
+        assert signed.status_code == 200  # verified with the configured key, jku/x5u ignored
+        unknown = await http.get("/private", headers={"Authorization": f"Bearer {with_header({**header, 'kid': 'x'})}"})
+        assert_invalid_token(unknown)  # a kid names a key: one this server does not hold is refused
         forged = with_header(header).rsplit(".", 1)[0] + ".AAAA"
         assert_invalid_token(await http.get("/private", headers={"Authorization": f"Bearer {forged}"}))
         assert server.hits == 0

@@ -35,7 +35,6 @@ async def test_a_script_whose_reply_was_lost_is_not_sent_again(redis_server: Red
         after = await limiter.hit("rate_limit:u:GET /x", LIMITS)  # a fresh connection works at once
         await client.aclose()
     # Three calls reached Redis as three runs: the lost one was not run a second time.
-    assert await redis.zcard("rate_limit:u:GET /x") == 3
     assert after.states[0].remaining == 997
 
 
@@ -77,8 +76,8 @@ async def test_error_replies_go_to_their_caller_and_the_rest_of_the_batch_still_
     from redis.exceptions import ResponseError
 
     runner = runner_for(redis)
-    good = runner.run("rate_limit", ["rate_limit:a:GET /x"], ["n1", 5, 60_000])
-    bad = runner.run("rate_limit", ["rate_limit:b:GET /x"], ["n2", "not-a-number", 60_000])
+    good = runner.run("rate_limit", ["rate_limit:a:GET /x"], [1, 20, 5, 60_000])
+    bad = runner.run("rate_limit", ["rate_limit:b:GET /x"], [1, 20, "not-a-number", 60_000])
     results = await asyncio.gather(good, bad, return_exceptions=True)
     assert results[0][0] == 1
     assert isinstance(results[1], ResponseError)

@@ -3,8 +3,10 @@ no CROSSSLOT errors, one command per gateway step, and users' keys spread over t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from starlette.applications import Starlette
 
 from gateway.testing import RedisCluster
 from service.app import create_app
-from tests.conftest import CODE_B, PHONE_A, PHONE_B, bearer, http_client, login, make_settings
+from tests.conftest import CODE_B, PHONE_A, PHONE_B, bearer, http_client, login, make_settings, own_task
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +94,55 @@ async def _all_keys(cluster: RedisCluster, pattern: str) -> AsyncIterator[str]:
 
 
 _ = httpx
+
+
+async def test_a_node_restarted_empty_forgets_no_revocation(cluster: RedisCluster) -> None:
+    """A token minted elsewhere has no Kapı session to die with: its revocation is only the blacklist
+    entry. The epoch of its slot, lost with it, makes the node's loss show."""
+    import time
+
+    from jose import jwt
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from gateway import AuthMiddleware, Keys, TokenBlacklist, TokenVerifier
+    from tests.conftest import redis_client
+
+    redis = redis_client(cluster.url, redis_mode="cluster")
+    keys = Keys(cluster=True)
+    blacklist = TokenBlacklist(redis, keys=keys)
+    await blacklist.epoch.ensure()  # every slot's epoch, as the service does at start-up
+    secret = "cluster-test-secret-0123456789-0123456789"
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    routes = [Route("/private", ok)]
+    app = AuthMiddleware(Starlette(routes=routes), verifier=TokenVerifier(key=secret), blacklist=blacklist,
+                         routes=routes)  # fmt: skip
+    await asyncio.sleep(1.1)  # tokens issued before Kapı first met this Redis are refused (once)
+    now = int(time.time())
+    claims = {"sub": "ext-1", "jti": "j-1", "iat": now, "exp": now + 600, "type": "access"}
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    async with http_client(app) as client:  # type: ignore[arg-type]
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+        await blacklist.revoke(claims)
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+
+        slot = await redis.cluster_keyslot(blacklist.blacklist_key(claims))
+        node = redis.nodes_manager.get_node_from_slot(slot)
+        [server] = [n for n in cluster.nodes if n.port == node.port]
+        server.restart(empty=True)  # the node comes back with its slots and none of its data
+        statuses = []
+        for _ in range(100):
+            refused = await own_task(client.get("/private", headers={"Authorization": f"Bearer {token}"}))
+            statuses.append(refused.status_code)
+            if statuses[-1] != 503:
+                break
+            await asyncio.sleep(0.1)  # reconnecting to the restarted node
+        assert statuses[-1] == 401  # still refused: issued before that slot's data was lost
+        fresh = jwt.encode({**claims, "jti": "j-2", "iat": int(time.time()) + 1}, secret, algorithm="HS256")
+        await asyncio.sleep(1.1)
+        assert (await own_task(client.get("/private", headers={"Authorization": f"Bearer {fresh}"}))).status_code == 200
+    await redis.aclose()

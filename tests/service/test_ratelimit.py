@@ -81,3 +81,18 @@ async def test_a_warm_listing_read_with_a_token_costs_two_redis_commands(
             response = await client.get(f"/listings/{listing['id']}")
             assert response.headers["x-cache"] == "HIT"
     assert seen.names() == ["EVALSHA", "EVALSHA"] * 5  # gateway (revocation + limit), then the cache
+
+
+async def test_shadow_mode_and_the_near_limit_signal_in_metrics(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(redis_server.url, tmp_path, rate_limit="10/hour", rate_limit_shadow=True))
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        statuses = [(await client.get("/listings")).status_code for _ in range(12)]
+        assert statuses == [200] * 12  # a shadow limit refuses nothing...
+        text = (await client.get("/metrics")).text
+    # ...but decides, counts and logs: 10 admitted, 2 it would have refused; near the limit from the 9th on.
+    assert 'kapi_rate_limit_decisions_total{decision="admitted",policy="default"} 10.0' in text
+    assert 'kapi_rate_limit_decisions_total{decision="shadow_refused",policy="default"} 2.0' in text
+    assert 'kapi_rate_limit_near_limit_total{policy="default"} 2.0' in text
+    assert sum("rate limit (shadow) default would refuse GET /listings" in r.getMessage() for r in caplog.records) == 2

@@ -22,11 +22,13 @@ from gateway import (
     AuthRules,
     CircuitBreaker,
     ClientAddress,
+    GatewayEvents,
     Policy,
     RateLimiter,
     RateLimitMiddleware,
     RateLimits,
     TokenVerifier,
+    limit,
 )
 from gateway.testing import RedisServer
 from tests.conftest import redis_client
@@ -249,3 +251,44 @@ async def test_override_and_exempt_names_are_checked_against_the_routes(redis: R
     with pytest.raises(TypeError, match="not one string"):
         AuthRules(public="GET /items")
     limited(redis, overrides={"POST /login": "10/minute"}, exempt=["/health"])  # the real names are fine
+
+
+class Recorded(GatewayEvents):
+    def __init__(self) -> None:
+        self.decisions: list[tuple[str, bool, bool]] = []
+
+    def rate_limit_decision(self, policy: str, decision: Any, *, shadow: bool = False) -> None:
+        self.decisions.append((policy, decision.admitted, shadow))
+
+
+async def test_shadow_mode_decides_and_reports_but_refuses_nothing(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = Recorded()
+    app = RateLimitMiddleware(
+        Starlette(routes=ROUTES), limiter=RateLimiter(redis), limits=RateLimits(default="2/minute", shadow=True),
+        routes=ROUTES, events=events,
+    )  # fmt: skip
+    async with client(app) as http:
+        responses = [await http.get("/items/1") for _ in range(4)]
+    assert [r.status_code for r in responses] == [200] * 4
+    assert [r.headers["ratelimit-remaining"] for r in responses] == ["1", "0", "0", "0"]
+    assert all("retry-after" not in r.headers for r in responses)
+    assert events.decisions == [("default", True, True)] * 2 + [("default", False, True)] * 2
+    assert sum("would refuse GET /items/1" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_a_route_declares_its_limit_and_cost_next_to_it(redis: Redis) -> None:
+    @limit("10/minute", cost=4)
+    async def upload(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    routes = [Route("/upload", upload, methods=["POST"]), *ROUTES]
+    app = RateLimitMiddleware(Starlette(routes=routes), limiter=RateLimiter(redis), routes=routes)
+    async with client(app) as http:
+        statuses = [(await http.post("/upload")).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]  # 4 + 4 of 10 units; a third 4 does not fit
+        refused = await http.post("/upload")
+        assert refused.headers["ratelimit-policy"] == '"POST /upload";q=10;w=60'
+        assert refused.headers["ratelimit-remaining"] == "2"
+        assert (await http.get("/items/1")).headers["ratelimit-limit"] == "100"  # other routes: the default
