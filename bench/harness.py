@@ -1,7 +1,9 @@
 """``python -m bench``: measure Kapı against the floor and its peers, all on 127.0.0.1.
 
-It starts its own redis-server, then each app under uvicorn (1 worker, uvloop, httptools, no access
-log) pinned to one core with ``taskset`` while ``wrk`` runs on the other; seeds a listing, mints a
+It starts its own redis-server, then each app pinned to one core with ``taskset`` while ``wrk`` runs
+on the other: Kapı exactly as the ``Procfile``'s ``web:`` line starts it (its access log and metrics
+as shipped), the floor and the peers under uvicorn (1 worker, uvloop, httptools, no access log);
+seeds a listing, mints a
 token, checks every app returns the same listing, warms up, runs several rounds round-robin across
 the apps (these machines are noisy: every claim is a ratio within one run), counts the Redis
 commands each app sends per request (``MONITOR``, leaving out commands run inside Lua), and writes
@@ -13,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -29,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench.results import machine, write_section
 from gateway.testing import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +54,8 @@ class App:
     rounds: list[dict[str, float]] = field(default_factory=list)
     redis_per_request: float = 0.0
     db_queries_warm: int | None = None
+    procfile: bool = False  # started by the Procfile's web: line, as deployed
+    cores: str | None = None  # overrides the server core (several workers)
 
     @property
     def url(self) -> str:
@@ -112,14 +117,28 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -
     raise SystemExit(f"bench: {url} did not start")
 
 
+def procfile_web(env: dict[str, str]) -> list[str]:
+    """The Procfile's ``web:`` command with its ``${NAME:-default}`` expanded from ``env``."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    expanded = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1), m.group(2)), line[4:])
+    return shlex.split(expanded)
+
+
 def start(app: App, server_core: str, workdir: Path) -> None:
     app.port = free_port()
-    command = [
-        "taskset", "-c", server_core, app.python, "-m", "uvicorn", app.module,
-        "--host", "127.0.0.1", "--port", str(app.port), "--workers", "1",
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
-    ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{BENCH / 'apps'}", **app.env}
+    pin = ["taskset", "-c", app.cores or server_core]
+    if app.procfile:
+        env.update(HOST="127.0.0.1", PORT=str(app.port))
+        web = procfile_web(env)
+        assert web[0] == "uvicorn", web
+        command = [*pin, app.python, "-m", *web]
+    else:
+        command = [
+            *pin, app.python, "-m", "uvicorn", app.module,
+            "--host", "127.0.0.1", "--port", str(app.port), "--workers", "1", "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
+        ]  # fmt: skip
     log_file = open(workdir / f"{app.name}.log", "wb")  # noqa: SIM115 (kept open for the process's life)
     app.process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT)
     wait_http(app.url, app.process)
@@ -274,32 +293,19 @@ def summarise(apps: list[App]) -> dict[str, Any]:
             "rounds": app.rounds,
         })  # fmt: skip
     by_name = {row["app"]: row for row in rows}
-    kapi = by_name.get("kapi")
     comparisons = {}
-    if kapi:
+    for name in ("kapi", "kapi-redis"):
         for peer in ("slowapi", "fastapi"):
-            if peer in by_name:
-                comparisons[f"kapi_vs_{peer}"] = kapi["rps_median"] / by_name[peer]["rps_median"]
+            if name in by_name and peer in by_name:
+                comparisons[f"{name}_vs_{peer}"] = by_name[name]["rps_median"] / by_name[peer]["rps_median"]
     return {"rows": rows, "comparisons": comparisons}
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model or platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write_outputs(out: Path, summary: dict[str, Any], meta: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({**meta, **summary}, indent=2))
     lines = [
-        "# Benchmark results",
+        "## HTTP: the full stack against the floor and the peers (`python -m bench`)",
         "",
         f"{meta['date']} · {meta['machine']} · `wrk -t1 -c{meta['connections']}`, "
         f"{meta['rounds']} rounds × {meta['seconds']} s round-robin after a {meta['warmup']} s warm-up; "
@@ -320,7 +326,7 @@ def write_outputs(out: Path, summary: dict[str, Any], meta: dict[str, Any]) -> N
     if summary["comparisons"]:
         lines += ["", ", ".join(f"{k.replace('_', ' ')}: {v:.2f}×" for k, v in summary["comparisons"].items()) + "."]
     lines += ["", f"Kapı database loads while measuring (cache warm): {meta['kapi_database_loads_while_measuring']}."]
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    write_section("http", "\n".join(lines), out / "RESULTS.md")
     chart(out / "results.png", summary, meta)
 
 
@@ -348,14 +354,23 @@ def chart(path: Path, summary: dict[str, Any], meta: dict[str, Any]) -> None:
     plt.close(figure)
 
 
-def build_apps(redis_url: str, listing_file: Path, database: Path, peers_python: str | None) -> list[App]:
+def build_apps(
+    redis_url: str, listing_file: Path, database: Path, peers_python: str | None, *, workers: bool = False
+) -> list[App]:
     common = {"REDIS_URL": redis_url, "JWT_SECRET": SECRET, "BENCH_LISTING_FILE": str(listing_file)}
+    kapi_env = {**common, "DATABASE_URL": f"sqlite+aiosqlite:///{database}", "RATE_LIMIT": NEVER_HIT,
+                "OTP_TEST_NUMBERS": f"{PHONE}:{CODE}"}  # fmt: skip
     apps = [
         App("floor", "floor: bare Starlette, JSON from memory", "floor:app", sys.executable, dict(common)),
-        App("kapi", "kapi: full stack (auth + blacklist + rate limit, cache warm)", "service.main:app", sys.executable,
-            {**common, "DATABASE_URL": f"sqlite+aiosqlite:///{database}", "RATE_LIMIT": NEVER_HIT,
-             "OTP_TEST_NUMBERS": f"{PHONE}:{CODE}", "LOG_LEVEL": "WARNING"}),
+        App("kapi", "kapi: full stack as deployed (auth + blacklist + rate limit, near cache)", "service.main:app",
+            sys.executable, dict(kapi_env), procfile=True),
+        App("kapi-redis", "kapi, NEAR_CACHE=false (listing from Redis)", "service.main:app", sys.executable,
+            {**kapi_env, "NEAR_CACHE": "false"}, procfile=True),
     ]  # fmt: skip
+    if workers:
+        apps.append(App("kapi-2w", "kapi, WEB_CONCURRENCY=2 (2 workers sharing both cores with wrk and Redis)",
+                        "service.main:app", sys.executable, {**kapi_env, "WEB_CONCURRENCY": "2"}, procfile=True,
+                        cores="0,1"))  # fmt: skip
     if peers_python:
         apps += [
             App("slowapi", "peer: Starlette + slowapi + JWT + Redis GET", "peer_slowapi:app", peers_python,
@@ -373,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-peers", action="store_true", help="measure only the floor and Kapı")
+    parser.add_argument("--workers", action="store_true", help="also Kapı with 2 workers (WEB_CONCURRENCY=2)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, to check the harness works")
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md, results.json, results.png go")
     args = parser.parse_args(argv)
@@ -387,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     redis.start()
     subprocess.run(["taskset", "-cp", load_core, str(redis.process.pid)], check=False, stdout=subprocess.DEVNULL)  # type: ignore[union-attr]
     listing_file = workdir / "listing.json"
-    apps = build_apps(redis.url, listing_file, workdir / "kapi.db", peers_python)
+    apps = build_apps(redis.url, listing_file, workdir / "kapi.db", peers_python, workers=args.workers)
     try:
         kapi = next(app for app in apps if app.name == "kapi")
         start(kapi, server_core, workdir)

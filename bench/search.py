@@ -24,11 +24,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.results import machine, write_section
 from gateway.testing import RedisServer, free_port
 from service import search
 
@@ -366,7 +368,28 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_drop(POSTGRES, pg_name))
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table(report))
+    write_section("search", section(report), args.out.parent / "RESULTS.md")
     return 0
+
+
+def section(report: dict[str, Any]) -> str:
+    """The RESULTS.md section: the table, then every query plan."""
+    lines = [
+        "## Search at scale (`python -m bench.search`)",
+        "",
+        f"{datetime.now(UTC).isoformat(timespec='seconds')} · {machine()} · {report['rows']:,} listings · "
+        f"{report['queries_per_shape']} queries per shape through HTTP (the Procfile's `web:` line, its own "
+        "redis-server); cold = each query's first request (cache empty), warm = the same again (cached page).",
+        "",
+        table(report),
+        "",
+        "Query plans (`EXPLAIN QUERY PLAN` / `EXPLAIN (ANALYZE, COSTS OFF)`, one query of each shape):",
+    ]
+    for db, plans in report["plans"].items():
+        for shape, plan in plans.items():
+            text = plan if isinstance(plan, str) else "\n".join(map(str, plan))
+            lines += ["", f"{db}, {shape}:", "", "```", text.rstrip(), "```"]
+    return "\n".join(lines)
 
 
 async def _existing(admin_url: str, name: str) -> str | None:

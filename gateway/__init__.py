@@ -5,7 +5,7 @@
 - ``TokenVerifier``/``TokenIssuer`` (JWTs), ``KeySet`` (our rotatable keys, ``kid`` derived from
   each key), ``JwksKeySet`` (an identity provider's), ``TokenBlacklist`` (revocation), ``SessionStore``
   (logins), ``OtpStore`` (one-time codes), ``DataLossEpoch``.
-- ``cached``: a read-through cache decorator with leases.
+- ``cached``: a read-through cache decorator with leases; ``NearCache``, its coherent in-process tier.
 - Smaller layers: ``ErrorBoundaryMiddleware``, ``BodyLimitMiddleware``, ``HeaderLimitMiddleware``,
   ``RequestIdMiddleware``.
 - ``gateway.testing``: a real ``redis-server`` for tests (and its pytest plugin);
@@ -37,6 +37,7 @@ from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey
 from gateway.keys import Keys, escape
 from gateway.keyset import Key, KeySet, split_keys
+from gateway.nearcache import NearCache
 from gateway.otp import OtpCheck, OtpStore
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import (
@@ -98,6 +99,7 @@ __all__ = [
     "LimitState",
     "LocalLimiter",
     "Message",
+    "NearCache",
     "OtpCheck",
     "OtpStore",
     "Outcome",

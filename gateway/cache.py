@@ -24,6 +24,7 @@ from gateway.breaker import CircuitBreaker, RedisUnavailable
 from gateway.connection import resolve_client
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys, escape
+from gateway.nearcache import NearCache
 from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisClient, RedisSource
 
@@ -95,7 +96,7 @@ class Generation:
 
 
 class CacheResult(NamedTuple, Generic[T]):
-    """A loader's value and whether it came from Redis."""
+    """A loader's value and whether it came from the cache (Redis, or the near cache)."""
 
     value: T
     hit: bool
@@ -106,6 +107,11 @@ class _Fetched(NamedTuple):
     hit: bool
     value: Any = None  # the loader's value, when it ran (saves parsing raw back)
     loaded: bool = False
+    local: bool = False  # from the near cache
+
+
+#: Where :meth:`CachedFunction.read_json` found the value.
+LOCAL, REDIS, LOADER = "local", "redis", "loader"
 
 
 class CacheStats:
@@ -146,7 +152,10 @@ class CachedFunction(Generic[P, T]):
         breaker: CircuitBreaker | None,
         events: GatewayEvents | None = None,
         generation: Generation | None = None,
+        near: NearCache | None = None,
     ) -> None:
+        if near is not None and generation is not None:
+            raise ValueError("a near cache keeps plain entries; a generation's family is not tracked key by key")
         if ttl < 1:
             raise ValueError("ttl must be at least 1 second")
         if miss_ttl is not None and miss_ttl < 1:
@@ -160,6 +169,7 @@ class CachedFunction(Generic[P, T]):
         self.breaker = breaker or CircuitBreaker()
         self.stats = CacheStats(events)
         self.generation = generation
+        self.near = near
         self._redis = redis
         self._signature = inspect.signature(func)
         parameters = self._signature.parameters.values()
@@ -214,7 +224,7 @@ class CachedFunction(Generic[P, T]):
         return (await self.lookup(*args, **kwargs)).value
 
     async def lookup(self, *args: P.args, **kwargs: P.kwargs) -> CacheResult[T]:
-        """The value and whether it was served from Redis (``hit``) or loaded (``hit=False``)."""
+        """The value and whether it was served from the cache (``hit``) or loaded (``hit=False``)."""
         fetched = await self._shared_fetch(self.key(*args, **kwargs), args, kwargs)
         value = fetched.value if fetched.loaded else orjson.loads(fetched.raw)
         return CacheResult(value, fetched.hit)
@@ -225,10 +235,21 @@ class CachedFunction(Generic[P, T]):
         fetched = await self._shared_fetch(self.key(*args, **kwargs), args, kwargs)
         return fetched.raw, fetched.hit
 
+    async def read_json(self, *args: P.args, **kwargs: P.kwargs) -> tuple[bytes, str]:
+        """Like :meth:`lookup_json`, with where the bytes came from: ``"local"`` (the near cache),
+        ``"redis"`` or ``"loader"``."""
+        fetched = await self._shared_fetch(self.key(*args, **kwargs), args, kwargs)
+        return fetched.raw, LOCAL if fetched.local else REDIS if fetched.hit else LOADER
+
     async def _shared_fetch(self, key: str, args: Any, kwargs: Any) -> _Fetched:
         """Concurrent misses for one key in this process share one fetch. When the caller doing it
         is cancelled (a client disconnect, a timeout, shutdown), a waiting caller takes over with its
         lease, instead of every waiter failing with the leader's cancellation."""
+        near = self.near
+        if near is not None and key not in self.pending:
+            raw = near.get(key)
+            if raw is not None:
+                return _Fetched(raw, True, local=True)
         lease = None
         while True:
             waiters = self._inflight.get(key)
@@ -272,6 +293,9 @@ class CachedFunction(Generic[P, T]):
 
     async def invalidate_key(self, key: str, *, bump: Generation | None = None) -> bool:
         """:meth:`invalidate` by the full key (as :meth:`key` returns it)."""
+        near = self.near
+        if near is not None:
+            near.discard(key)  # reads in flight now may not keep what they find
         client = self._client()
         try:
             if client is None:
@@ -292,6 +316,9 @@ class CachedFunction(Generic[P, T]):
                 bump.pending = True
             logger.warning("cache invalidation of %s failed (%s); it stays pending", key, exc)
             return False
+        finally:
+            if near is not None:
+                near.discard(key)  # and nothing read before the delete is kept
         self.pending.discard(key)
         return True
 
@@ -314,6 +341,8 @@ class CachedFunction(Generic[P, T]):
             return await self._load_only(args, kwargs)
         scripts = self._scripts.bind(client, self.breaker.events)
         keys = [key] if generation is None else [key, generation.key]
+        near = self.near
+        mark = near.mark() if near is not None else 0
         try:
             reply = await self.breaker.call(lambda: scripts["cache_get"](keys=keys, args=[token, self.lease_ms]))
         except RedisUnavailable:
@@ -321,11 +350,15 @@ class CachedFunction(Generic[P, T]):
             return await self._load_only(args, kwargs)
         if reply[0] == _HIT:
             self.stats.record("hits")
+            if near is not None:
+                near.put(key, reply[1], mark)
             return _Fetched(reply[1], True)
         self.stats.record("misses")
         if reply[0] == _WAIT:
             waited = await self._wait_for_fill(client, key)
             if waited is not None:
+                if near is not None:
+                    near.put(key, waited, mark)
                 return _Fetched(waited, True)
             return await self._load_only(args, kwargs)
         fetched = await self._load_only(args, kwargs)
@@ -383,6 +416,7 @@ def cached(
     breaker: CircuitBreaker | None = None,
     events: GatewayEvents | None = None,
     generation: Generation | None = None,
+    near: NearCache | None = None,
 ) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
     """Cache an async loader's JSON-serialisable result in Redis under ``template.format(**args)``.
 
@@ -390,7 +424,9 @@ def cached(
     the decorator can be applied before the app's lifespan has created it. A ``None`` result is
     cached for ``miss_ttl`` seconds (``None`` disables that) so floods of lookups for missing
     rows do not reach the database. With ``generation``, the entries form a family that one
-    ``Generation.bump()`` (or an ``invalidate(..., bump=)``) makes stale at once.
+    ``Generation.bump()`` (or an ``invalidate(..., bump=)``) makes stale at once. With ``near``
+    (a started ``NearCache`` tracking the template's prefix), hits are also kept in process memory,
+    coherent with Redis, and a warm read costs no Redis round trip at all.
     """
 
     def decorate(func: Callable[P, Awaitable[T]]) -> CachedFunction[P, T]:
@@ -405,6 +441,7 @@ def cached(
             breaker=breaker,
             events=events,
             generation=generation,
+            near=near,
         )
 
     return decorate

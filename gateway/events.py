@@ -26,6 +26,10 @@ class GatewayEvents:
         """The cache decorator did something: ``hits``, ``misses``, ``loads``, ``waits``, ``errors``,
         ``stale_fills_refused``."""
 
+    def near_cache_event(self, event: str) -> None:
+        """The near cache served a local copy (``hits``), applied an invalidation Redis pushed
+        (``invalidations``), or lost its channel and dropped every copy (``resets``)."""
+
     def redis_call(self, seconds: float, ok: bool) -> None:
         """One Redis call through the circuit breaker finished (``ok`` False: failed or timed out)."""
 

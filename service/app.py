@@ -210,12 +210,16 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
         except RedisUnavailable:
             logger.warning("redis unreachable at start-up; the service starts anyway and retries per request")
         drainer = asyncio.create_task(drain_invalidations(kapi))
+        if kapi.near is not None:
+            await kapi.near.start()
         try:
             yield
         finally:
             drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
+            if kapi.near is not None:
+                await kapi.near.aclose()
             await kapi.database.disconnect()
             await kapi.redis.aclose()
             kapi.database = kapi.redis = None

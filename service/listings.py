@@ -45,6 +45,7 @@ class Listings:
             keys=kapi.keys,
             breaker=kapi.breaker,
             events=kapi.metrics,
+            near=kapi.near,
         )
         async def load_listing(listing_id: int) -> dict[str, Any] | None:
             return await self.store.get(listing_id)
@@ -188,6 +189,9 @@ async def create_listing(request: Request) -> Response:
     return JSON(listing, status_code=201, headers={"Location": f"/listings/{listing['id']}"})
 
 
+_X_CACHE = {"local": b"HIT-LOCAL", "redis": b"HIT", "loader": b"MISS"}
+
+
 class GetListing:
     """``GET /listings/{listing_id}``: the hot read path, written as a plain ASGI endpoint (no Request
     or Response objects) because it is what every client calls most; it sends the cached JSON bytes
@@ -203,8 +207,8 @@ class GetListing:
             await not_found(raw_id)(scope, receive, send)
             return
         kapi: Kapi = scope["app"].state.kapi
-        body, hit = await kapi.listings.read.lookup_json(listing_id)
-        x_cache = b"HIT" if hit else b"MISS"
+        body, source = await kapi.listings.read.read_json(listing_id)
+        x_cache = _X_CACHE[source]
         if body == b"null":
             missing = ProblemResponse(
                 404, f"There is no listing with id {listing_id}.", headers={"X-Cache": x_cache.decode()}

@@ -61,6 +61,11 @@ class Metrics(GatewayEvents):
             "kapi_cache_events", "Listing cache events: hits, misses, loads (database), waits (stampede), "
             "errors (Redis failed: served from the database), stale_fills_refused", ["event"], registry=registry,
         )  # fmt: skip
+        self.near_cache = Counter(
+            "kapi_near_cache_events", "Near cache: hits (served from process memory), invalidations (pushed by "
+            "Redis), resets (the invalidation channel was lost: every local copy dropped)", ["event"],
+            registry=registry,
+        )  # fmt: skip
         self.rate_limit = Counter(
             "kapi_rate_limit_decisions", "Rate-limit decisions by policy: admitted, refused, or shadow_refused (a "
             "shadow policy would have refused)", ["policy", "decision"], registry=registry,
@@ -89,6 +94,8 @@ class Metrics(GatewayEvents):
         )  # fmt: skip
         for event in ("hits", "misses", "loads", "waits", "errors", "stale_fills_refused"):
             self.cache.labels(event)
+        for event in ("hits", "invalidations", "resets"):
+            self.near_cache.labels(event)
         for state in _STATES:
             self.circuit_transitions.labels(state)
         self.circuit_changed("closed", count=False)
@@ -102,6 +109,12 @@ class Metrics(GatewayEvents):
         child = self._children.get(("cache", event))
         if child is None:
             child = self._children[("cache", event)] = self.cache.labels(event)
+        child.inc()
+
+    def near_cache_event(self, event: str) -> None:
+        child = self._children.get(("near", event))
+        if child is None:
+            child = self._children[("near", event)] = self.near_cache.labels(event)
         child.inc()
 
     def rate_limit_decision(self, policy: str, decision: Decision, *, shadow: bool = False) -> None:

@@ -73,7 +73,7 @@ _GATED = ("401", "429", "431", "503")
 _QUERY: list[dict[str, Any]] = []  # filled from ListingQuery below, so the document says what it validates
 
 _CACHE_HEADERS = {
-    "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}},
+    "X-Cache": {"schema": {"type": "string", "enum": ["HIT-LOCAL", "HIT", "MISS"]}},
     "ETag": {"schema": {"type": "string"}},
 }
 
@@ -95,7 +95,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {
             "200": {
                 **_json(_ref("ListingPage"), "A page of listings"),
-                "headers": {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS"]}}},
+                "headers": {"X-Cache": {"schema": {"type": "string", "enum": ["HIT-LOCAL", "HIT", "MISS"]}}},
             },
             **_errors("422", *_GATED),
         },

@@ -109,6 +109,10 @@ class Settings:
     cache_ttl: int = 3600
     cache_miss_ttl: int = 60
     search_cache_ttl: int = 30
+    near_cache: bool = True
+    near_cache_max_entries: int = 10_000
+    near_cache_max_bytes: int = 64 * 1024 * 1024
+    near_cache_max_age: float = 60.0
     session_ttl: int = 86400
     otp_test_numbers: Mapping[str, str] = field(default_factory=dict)
     otp_max_failures: int = 10
@@ -195,6 +199,10 @@ class Settings:
             cache_ttl=get("CACHE_TTL", _int_between(1, 86400 * 30), "3600"),
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             search_cache_ttl=get("SEARCH_CACHE_TTL", _int_between(1, 86400), "30"),
+            near_cache=get("NEAR_CACHE", _boolean, "true"),
+            near_cache_max_entries=get("NEAR_CACHE_MAX_ENTRIES", _int_between(1, 10_000_000), "10000"),
+            near_cache_max_bytes=get("NEAR_CACHE_MAX_BYTES", _int_between(1024, 1 << 40), str(64 * 1024 * 1024)),
+            near_cache_max_age=get("NEAR_CACHE_MAX_AGE", _int_between(1, 86400), "60"),
             session_ttl=get("SESSION_TTL", _int_between(1, 86400 * 365), "86400"),
             otp_test_numbers=get("OTP_TEST_NUMBERS", _otp_numbers, ""),
             otp_max_failures=get("OTP_MAX_FAILURES", _int_between(1, 10_000), "10"),

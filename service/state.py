@@ -19,6 +19,7 @@ from gateway import (
     JwksKeySet,
     Keys,
     KeySet,
+    NearCache,
     OtpStore,
     RateLimiter,
     RedisClient,
@@ -99,6 +100,19 @@ class Kapi:
         self.limiter = RateLimiter(redis, breaker=self.breaker)
         self.client_ip = ClientAddress(settings.trusted_proxies)
         self.sign_in = SignIn(self)
+        #: Hot listings in process memory, kept coherent by Redis (NEAR_CACHE).
+        self.near = (
+            NearCache(
+                redis=redis,
+                prefixes=[self.keys("listing:")],
+                max_entries=settings.near_cache_max_entries,
+                max_bytes=settings.near_cache_max_bytes,
+                max_age=settings.near_cache_max_age,
+                events=self.metrics,
+            )
+            if settings.near_cache
+            else None
+        )
         self.listings = Listings(self)
 
     def current_redis(self) -> RedisClient | None:

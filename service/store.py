@@ -206,10 +206,9 @@ class ListingStore:
             rows = await newest(RECENT_WINDOW)
             if 0 < len(rows) <= query.limit:
                 # Frequent enough to fill a page a little further back (two common words side by side):
-                # scanning on is cheaper than rechecking every row the index says holds both words.
-                wider = RECENT_WINDOW * 2 * (query.limit + 1) // len(rows)
-                if wider <= WIDE_WINDOW:
-                    rows = await newest(wider)
+                # scanning on, which stops at a full page, is cheaper than rechecking every row the
+                # index says holds both words.
+                rows = await newest(WIDE_WINDOW)
             if len(rows) <= query.limit:  # not enough among the newest rows: ask the index
                 rows = await self._fetch(f"SELECT {columns} FROM listings l", [match, *filters], values)
         items = [_to_listing(row) for row in rows[: query.limit]]

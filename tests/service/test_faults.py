@@ -122,7 +122,7 @@ async def test_redis_fault_under_load(fault: str, tmp_path: Path) -> None:
     during = Load.between(load.authed, outage + 0.3, back)
     assert during and all(s.status == 503 for s in during)  # a token cannot be checked: fail closed
     recovered = Load.between(load.reads, back + 3.0, 99)
-    assert recovered and recovered[-1].cache == "HIT"  # caching is back within a few seconds
+    assert recovered and recovered[-1].cache in ("HIT", "HIT-LOCAL")  # caching is back within a few seconds
     after = Load.between(load.authed, back + 3.0, 99)
     if fault == "restart_empty":  # revocations were lost: tokens from before are refused
         assert after and all(s.status == 401 for s in after)

@@ -45,7 +45,7 @@ async def test_metrics_after_a_scripted_set_of_requests(
         listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"},
                                      headers=headers)).json()  # fmt: skip
         path = f"/listings/{listing['id']}"
-        for _ in range(3):  # MISS, HIT, HIT
+        for _ in range(3):  # MISS, HIT (from Redis), HIT-LOCAL (from the near cache)
             await client.get(path)
         await client.get("/listings/999999")  # 404, the fourth in the budget
         await client.get(path)  # 429
@@ -60,7 +60,9 @@ async def test_metrics_after_a_scripted_set_of_requests(
     assert metric(text, "kapi_http_requests_total", route="/listings/{listing_id}", method="GET", status="404") == 1
     assert metric(text, "kapi_http_requests_total", route="(unmatched)", method="GET", status="404") == 1
     assert metric(text, "kapi_http_request_duration_seconds_count", route="/listings", method="POST") == 1
-    assert metric(text, "kapi_cache_events_total", event="hits") == 2
+    assert metric(text, "kapi_cache_events_total", event="hits") == 1
+    assert metric(text, "kapi_near_cache_events_total", event="hits") == 1
+    assert metric(text, "kapi_near_cache_events_total", event="resets") == 0
     assert metric(text, "kapi_cache_events_total", event="loads") == 2  # the listing, and the missing one
     assert metric(text, "kapi_rate_limit_decisions_total", policy="default", decision="refused") == 1
     assert metric(text, "kapi_token_rejections_total", reason="malformed") == 1

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from gateway.testing import RedisServer
 from service.app import create_app
-from tests.conftest import PHONE_A, PHONE_B, PHONE_C, bearer, http_client, make_settings
+from tests.conftest import PHONE_A, PHONE_B, PHONE_C, bearer, http_client, login, make_settings
 from tests.monitor import client_commands
 
 pytestmark = pytest.mark.anyio
@@ -71,16 +71,35 @@ async def test_pro_tier_claim_gets_its_own_limit(redis_server: RedisServer, redi
         assert (await client.get("/listings", headers=bearer({"access_token": pair.access_token}))).status_code == 429
 
 
-async def test_a_warm_listing_read_with_a_token_costs_two_redis_commands(
+async def test_a_warm_listing_read_with_a_token_costs_one_redis_command(
     redis_server: RedisServer, client: httpx.AsyncClient
 ) -> None:
     listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"})).json()
-    await client.get(f"/listings/{listing['id']}")  # warm the cache
+    for _ in range(2):
+        await client.get(f"/listings/{listing['id']}")  # warm Redis, then the near cache
     async with client_commands(redis_server.url) as seen:
         for _ in range(5):
             response = await client.get(f"/listings/{listing['id']}")
-            assert response.headers["x-cache"] == "HIT"
-    assert seen.names() == ["EVALSHA", "EVALSHA"] * 5  # gateway (revocation + limit), then the cache
+            assert response.headers["x-cache"] == "HIT-LOCAL"
+            assert response.json()["title"] == "x"
+    assert seen.names() == ["EVALSHA"] * 5  # the gateway step (revocation + limit) only
+
+
+async def test_without_the_near_cache_a_warm_read_costs_two(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(redis_server.url, tmp_path, near_cache=False))
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        headers = bearer(await login(client))
+        listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"},
+                                     headers=headers)).json()  # fmt: skip
+        await client.get(f"/listings/{listing['id']}", headers=headers)
+        async with client_commands(redis_server.url) as seen:
+            for _ in range(5):
+                response = await client.get(f"/listings/{listing['id']}", headers=headers)
+                assert response.headers["x-cache"] == "HIT"
+        assert not [c for c in await redis.client_list() if c["name"] == "kapi-near-cache"]
+    assert seen.names() == ["EVALSHA", "EVALSHA"] * 5  # gateway, then the cache
 
 
 async def test_shadow_mode_and_the_near_limit_signal_in_metrics(

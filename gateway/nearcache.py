@@ -1,0 +1,394 @@
+"""``NearCache``: process-local copies of hot cache entries, kept coherent by Redis.
+
+One connection per process asks Redis for server-assisted invalidation (``CLIENT TRACKING ON BCAST
+PREFIX <prefix>``, RESP3): Redis then pushes the name of every key under the prefix that anyone
+changes, deletes or lets expire, and the local copy is dropped. What holds:
+
+- **Read-your-writes on one host.** Before a local copy is served, the channel's socket is read
+  without blocking, in the request's own turn of the event loop. Redis writes the invalidation to
+  that socket before it answers the write, so once a write has answered its client, any request
+  whose Redis step (the gateway's rate-limit and revocation check) ran after it finds the
+  invalidation already in the socket's buffer, and gets the new value. Across hosts the push
+  travels on its own TCP connection, so it is ordered only as the network orders it: typically
+  within a network round trip of the write (see the README).
+- **Losing the channel never serves stale data.** When the connection drops, is killed, stops
+  answering its ``PING`` or Redis restarts, every local copy is dropped and the cache is bypassed
+  until tracking is re-established (with backoff, no restart).
+- **No stale fill.** A value read from Redis is kept only if no invalidation of its key (and no
+  channel reset) arrived since the read was sent; the read's own fill counts, so a miss is kept
+  locally from the next read on.
+
+Bounded by entries and bytes (least recently used first out) and by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
+
+from gateway import resp
+from gateway.connection import resolve_client
+from gateway.events import NO_EVENTS, GatewayEvents
+from gateway.types import RedisSource
+
+logger = logging.getLogger("gateway.nearcache")
+
+_READ_SIZE = 65536
+
+
+class NearCache:
+    """Local copies of the Redis entries whose keys start with one of ``prefixes`` (full keys, the
+    deployment's ``KEY_PREFIX`` included).
+
+    ``start()`` in the app's lifespan (it returns at once; the channel connects in the background)
+    and ``aclose()`` at shutdown. Until the channel is up, ``get`` finds nothing and ``put`` keeps
+    nothing: the cache behaves as if it were not there."""
+
+    def __init__(
+        self,
+        *,
+        redis: RedisSource,
+        prefixes: Iterable[str],
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age: float = 60.0,
+        ping_interval: float = 1.0,
+        connect_timeout: float = 1.0,
+        events: GatewayEvents | None = None,
+    ) -> None:
+        if max_entries < 1 or max_bytes < 1 or max_age <= 0:
+            raise ValueError("max_entries, max_bytes and max_age must be positive")
+        self.prefixes = tuple(prefixes)
+        if not self.prefixes:
+            raise ValueError("give at least one key prefix to track")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.ping_interval = ping_interval
+        self.connect_timeout = connect_timeout
+        self.events = events or NO_EVENTS
+        self.counts = {"hits": 0, "invalidations": 0, "resets": 0, "evictions": 0}
+        self._redis = redis
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+        self._seq = 0  # one step per invalidation, reset and arming
+        self._floor = 0  # reads marked before this are never kept
+        self._invalidated: dict[str, int] = {}  # key -> the step of its latest invalidation
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._lost = asyncio.Event()
+        self._armed = asyncio.Event()
+        self._pong_due: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.disabled_reason: str | None = None
+
+    # -- the cache --------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """Tracking is established: local copies are served and kept."""
+        return self._sock is not None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: str) -> bytes | None:
+        """The local copy of ``key``, after every invalidation already in the socket is applied."""
+        if self._sock is None:
+            return None
+        self.drain()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        raw, stored = entry
+        if time.monotonic() - stored > self.max_age:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        self.counts["hits"] += 1
+        self.events.near_cache_event("hits")
+        return raw
+
+    def mark(self) -> int:
+        """Take before sending a Redis read; give to :meth:`put` with its reply. (What is already
+        in the socket is applied first, so an invalidation older than the read does not refuse it.)"""
+        self.drain()
+        return self._seq
+
+    def put(self, key: str, raw: bytes, mark: int) -> bool:
+        """Keep ``raw`` for ``key`` if nothing invalidated it since ``mark``."""
+        if self._sock is None or len(raw) > self.max_bytes:
+            return False
+        self.drain()
+        if self._sock is None or mark < self._floor or self._invalidated.get(key, -1) > mark:
+            return False
+        self._drop(key)
+        self._entries[key] = (raw, time.monotonic())
+        self._bytes += len(raw)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+            self.counts["evictions"] += 1
+        return True
+
+    def discard(self, key: str) -> None:
+        """This process changed ``key``: drop the copy now, and refuse fills read before now."""
+        self._invalidate(key)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[0])
+
+    def _invalidate(self, key: str) -> None:
+        self._seq += 1
+        self._drop(key)
+        if len(self._invalidated) >= 4 * self.max_entries:
+            self._invalidated.clear()  # forget old steps; reads marked before now are refused instead
+            self._floor = self._seq
+        self._invalidated[key] = self._seq
+
+    def _flush(self) -> None:
+        self._seq += 1
+        self._floor = self._seq
+        self._entries.clear()
+        self._invalidated.clear()
+        self._bytes = 0
+
+    # -- the invalidation channel -----------------------------------------------------------
+
+    async def start(self, wait: float = 1.0) -> None:
+        """Start the channel; wait up to ``wait`` seconds for tracking (it goes on trying after)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="near-cache tracking")
+        if self._sock is None:
+            armed = asyncio.ensure_future(self._armed.wait())
+            await asyncio.wait({armed, self._task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            armed.cancel()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._close("closed")
+
+    def drain(self) -> None:
+        """Apply every invalidation that has reached the socket (never blocks)."""
+        sock = self._sock
+        if sock is None:
+            return
+        while True:
+            try:
+                data = sock.recv(_READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+                break
+            except OSError as exc:
+                self._reset(f"the tracking connection failed: {exc}")
+                return
+            if not data:
+                self._reset("Redis closed the tracking connection")
+                return
+            self._buffer += data
+            if len(data) < _READ_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break
+        if self._buffer:
+            self._apply()
+
+    def _apply(self) -> None:
+        pos = 0
+        try:
+            while pos < len(self._buffer):
+                frame, pos = resp.parse(self._buffer, pos)
+                self._on_frame(frame)
+                if self._sock is None:
+                    return
+        except resp.Incomplete:
+            pass
+        except ValueError as exc:
+            self._reset(f"unreadable data on the tracking connection: {exc}")
+            return
+        del self._buffer[:pos]
+
+    def _on_frame(self, frame: Any) -> None:
+        if isinstance(frame, resp.Push):
+            if len(frame) >= 2 and frame[0] == b"invalidate":
+                keys = frame[1]
+                if keys is None:  # FLUSHDB / FLUSHALL
+                    self._flush()
+                    self._count("invalidations")
+                    return
+                for key in keys:
+                    self._invalidate(key.decode("utf-8", "surrogateescape"))
+                    self._count("invalidations")
+            return
+        if frame == b"PONG":
+            self._pong_due = None
+        elif isinstance(frame, resp.ResponseError):
+            self._reset(f"Redis refused a tracking command: {frame}")
+
+    def _count(self, event: str) -> None:
+        self.counts[event] += 1
+        self.events.near_cache_event(event)
+
+    def _reset(self, why: str) -> None:
+        if self._sock is None:
+            return
+        logger.warning("near cache: %s; local copies dropped, bypassed until tracking is back", why)
+        self._close(why)
+        self._count("resets")
+        self._lost.set()
+
+    def _close(self, why: str) -> None:
+        sock, self._sock = self._sock, None
+        self._armed.clear()
+        self._flush()
+        self._buffer.clear()
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    async def _run(self) -> None:
+        delay, failing = 0.05, False
+        while True:
+            client = resolve_client(self._redis)
+            if client is None:  # the app's lifespan has not made it yet
+                await asyncio.sleep(delay)
+                continue
+            reason = _unsupported(client)
+            if reason is not None or not isinstance(client, Redis):
+                self.disabled_reason = reason or "not a redis.asyncio client"
+                logger.warning("near cache off: %s", self.disabled_reason)
+                return
+            try:
+                pool = client.connection_pool
+                tls = issubclass(pool.connection_class, SSLConnection)
+                sock = await asyncio.to_thread(self._connect, pool.connection_kwargs, tls)
+            except Exception as exc:
+                if not failing:
+                    logger.warning("near cache: tracking not established (%s); retrying", exc)
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay, failing = 0.05, False
+            self._arm(sock)
+            await self._watch(sock)
+
+    def _arm(self, sock: socket.socket) -> None:
+        self._flush()
+        self._lost = asyncio.Event()
+        self._pong_due = None
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self.drain)
+        self._armed.set()
+        logger.info("near cache: tracking %s", ", ".join(self.prefixes))
+
+    async def _watch(self, sock: socket.socket) -> None:
+        """PING the channel; a connection that stops answering is as good as lost."""
+        while self._sock is sock:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self.ping_interval)
+            if self._sock is not sock:
+                return
+            now = time.monotonic()
+            if self._pong_due is not None and now > self._pong_due:
+                self._reset("the tracking connection stopped answering")
+                return
+            if self._pong_due is None:
+                try:
+                    sock.send(resp.encode("PING"))
+                except OSError as exc:
+                    self._reset(f"the tracking connection failed: {exc}")
+                    return
+                self._pong_due = now + max(self.ping_interval, self.connect_timeout)
+
+    def _connect(self, options: dict[str, Any], tls: bool) -> socket.socket:
+        """Open the tracking connection (blocking; run in a thread): connect, HELLO 3 with the
+        client's credentials, name it, and turn tracking on."""
+        timeout = self.connect_timeout
+        if options.get("path"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(options["path"])
+        else:
+            host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                sock = _ssl_context(options).wrap_socket(sock, server_hostname=host)
+        try:
+            hello: list[str | bytes | int] = ["HELLO", 3]
+            if options.get("password") is not None:
+                hello += ["AUTH", options.get("username") or "default", options["password"]]
+            commands: list[list[str | bytes | int]] = [
+                hello,
+                ["CLIENT", "SETNAME", "kapi-near-cache"],
+                ["CLIENT", "TRACKING", "ON", "BCAST", *(item for p in self.prefixes for item in ("PREFIX", p))],
+            ]
+            sock.sendall(b"".join(resp.encode(*command) for command in commands))
+            buffer, replies = bytearray(), list[Any]()
+            while len(replies) < len(commands):
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    raise ConnectionError("Redis closed the connection")
+                buffer += chunk
+                pos = 0
+                with contextlib.suppress(resp.Incomplete):
+                    while len(replies) < len(commands):
+                        reply, pos = resp.parse(buffer, pos)
+                        if not isinstance(reply, resp.Push):
+                            replies.append(reply)
+                del buffer[:pos]
+            for reply in replies:
+                if isinstance(reply, resp.ResponseError):
+                    raise reply
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _unsupported(client: Any) -> str | None:
+    """Why the near cache cannot track this client's server (None: it can)."""
+    from redis.asyncio import RedisCluster
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    if isinstance(client, RedisCluster):
+        return "Redis Cluster: tracking follows one node, and a key's writes may go to another after a resharding"
+    if isinstance(client.connection_pool, SentinelConnectionPool):
+        return "Sentinel: after a failover the tracked server is no longer the one written to"
+    return None
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS settings of the client's own connections (``rediss://`` and its ``ssl_*`` options)."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    requirement = options.get("ssl_cert_reqs", "required")
+    if isinstance(requirement, str):
+        requirement = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(requirement, ssl.CERT_REQUIRED)
+    context.check_hostname = bool(options.get("ssl_check_hostname", False)) and requirement != ssl.CERT_NONE
+    context.verify_mode = requirement
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    return context
+
+
+__all__ = ["NearCache"]
