@@ -249,6 +249,10 @@ class CachedFunction(Generic[P, T]):
         if near is not None and key not in self.pending:
             raw = near.get(key)
             if raw is not None:
+                # Yield to the loop once, as a Redis read would: measured under wrk -c32, answering in
+                # the same turn as the gateway step's reply lost ~10 % throughput (the requests that
+                # arrive meanwhile then miss the next batched round trip).
+                await asyncio.sleep(0)
                 return _Fetched(raw, True, local=True)
         lease = None
         while True:

@@ -35,11 +35,15 @@ class Keys:
     user's counter for that endpoint would sit in one slot on one node.
     """
 
-    __slots__ = ("cluster", "prefix")
+    __slots__ = ("_built", "cluster", "prefix")
+
+    #: Keys built for the callers seen lately (a request builds the same few keys again and again).
+    MEMO_SIZE = 65536
 
     def __init__(self, prefix: str = "", *, cluster: bool = False) -> None:
         self.prefix = prefix
         self.cluster = cluster
+        self._built: dict[tuple[str, ...], str] = {}
 
     def __call__(self, name: str) -> str:
         """A key the application names itself (``test_cache``), behind the prefix."""
@@ -59,7 +63,13 @@ class Keys:
 
     def user(self, family: str, user_id: str, *rest: str) -> str:
         """``family:user_id[:rest...]`` for a user id from a token (escaped)."""
-        return self.owned(family, escape(user_id), *rest)
+        memo = (family, user_id, *rest)
+        key = self._built.get(memo)
+        if key is None:
+            if len(self._built) >= self.MEMO_SIZE:
+                self._built.clear()
+            key = self._built[memo] = self.owned(family, escape(user_id), *rest)
+        return key
 
     def __repr__(self) -> str:
         return f"Keys(prefix={self.prefix!r}, cluster={self.cluster})"

@@ -23,11 +23,14 @@ Bounded by entries and bytes (least recently used first out) and by age.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import ssl
+import termios
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -85,6 +88,9 @@ class NearCache:
         self._floor = 0  # reads marked before this are never kept
         self._invalidated: dict[str, int] = {}  # key -> the step of its latest invalidation
         self._sock: socket.socket | None = None
+        self._fd = -1
+        self._plain = False
+        self._waiting = array.array("i", [0])
         self._buffer = bytearray()
         self._lost = asyncio.Event()
         self._armed = asyncio.Event()
@@ -187,11 +193,22 @@ class NearCache:
             self._task = None
         self._close("closed")
 
-    def drain(self) -> None:
+    def _readable(self) -> None:
+        self.drain(check=False)  # the loop says so: read (an end of stream reads as no bytes)
+
+    def drain(self, check: bool = True) -> None:
         """Apply every invalidation that has reached the socket (never blocks)."""
         sock = self._sock
         if sock is None:
             return
+        if check and self._plain:
+            try:  # bytes waiting? (one ioctl; cheaper than a recv that fails with EAGAIN)
+                fcntl.ioctl(self._fd, termios.FIONREAD, self._waiting)
+            except OSError:
+                pass
+            else:
+                if not self._waiting[0]:
+                    return
         while True:
             try:
                 data = sock.recv(_READ_SIZE)
@@ -296,7 +313,9 @@ class NearCache:
         self._lost = asyncio.Event()
         self._pong_due = None
         self._sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self.drain)
+        self._fd = sock.fileno()
+        self._plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes: always recv
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._armed.set()
         logger.info("near cache: tracking %s", ", ".join(self.prefixes))
 

@@ -92,7 +92,13 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
         ]
     public = PUBLIC_ENDPOINTS + (DIAGNOSTIC_ENDPOINTS if settings.diagnostics else ())
     return [
-        Middleware(MetricsMiddleware, metrics=kapi.metrics, resolver=EndpointResolver(routes), request_ids=True),
+        Middleware(
+            MetricsMiddleware,
+            metrics=kapi.metrics,
+            resolver=EndpointResolver(routes),
+            request_ids=True,
+            access_log=kapi.access_log,
+        ),
         *cors,
         Middleware(HeaderLimitMiddleware, max_header_size=settings.max_header_size),
         Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_size),
@@ -220,6 +226,9 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
                 await drainer
             if kapi.near is not None:
                 await kapi.near.aclose()
+            if kapi.access_log is not None:
+                kapi.access_log.flush()
+            kapi.metrics.flush()
             await kapi.database.disconnect()
             await kapi.redis.aclose()
             kapi.database = kapi.redis = None

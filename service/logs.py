@@ -57,7 +57,13 @@ def configure_logging(*, production: bool, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # The service writes its own access log (service/accesslog.py, ACCESS_LOG); uvicorn's would be a
+    # second line per request (uvicorn turns its own on whenever the logger has a handler, even
+    # through propagation, whatever --no-access-log said).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False

@@ -1,5 +1,9 @@
 """``GET /metrics`` (Prometheus text format) and what feeds it.
 
+Per-request counts and timings are added up in plain dictionaries and handed to prometheus-client
+once a second and before every scrape (an increment there takes a lock, and several per request
+cost measurably on the hot path); a scrape always sees this process's counts up to that moment.
+
 Under several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
 workers (the run command does): prometheus-client then keeps each worker's values in files there and
 ``/metrics`` sums them, whichever worker answers. Labels are bounded: route templates, never raw
@@ -8,6 +12,8 @@ paths or user ids.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
 import time
 from typing import Any
@@ -30,11 +36,14 @@ from gateway import (
     assign_request_id,
     request_id,
 )
+from service.accesslog import AccessLog
 
 _STATES = ("closed", "open", "half_open")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_LATENCY_BUCKETS_INF = (*_LATENCY_BUCKETS, float("inf"))
+_REDIS_BUCKETS_INF = (*_REDIS_BUCKETS, float("inf"))
 
 
 def multiprocess() -> bool:
@@ -102,6 +111,48 @@ class Metrics(GatewayEvents):
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._children: dict[tuple[str, Any], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
+        #: Not yet handed to prometheus-client: counter child -> increments; histogram child ->
+        #: [sum, count per bucket...].
+        self._counts: dict[Any, float] = {}
+        self._observed: dict[Any, list[float]] = {}
+        self._flush_scheduled = False
+
+    def _inc(self, child: Any, amount: float = 1) -> None:
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + amount
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _observe(self, child: Any, bounds: tuple[float, ...], seconds: float) -> None:
+        pending = self._observed.get(child)
+        if pending is None:
+            pending = self._observed[child] = [0.0] * (len(bounds) + 1)
+        pending[0] += seconds
+        pending[1 + bisect.bisect_left(bounds, seconds)] += 1  # the first bucket whose bound >= seconds
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        try:
+            asyncio.get_running_loop().call_later(1.0, self.flush)
+        except RuntimeError:  # no loop (a script, a test): hand it over now
+            self.flush()
+            return
+        self._flush_scheduled = True
+
+    def flush(self) -> None:
+        """Hand the pending counts and timings to prometheus-client."""
+        self._flush_scheduled = False
+        counts, self._counts = self._counts, {}
+        observed, self._observed = self._observed, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, pending in observed.items():
+            # Histogram.observe() without one call per observation: the same sum and buckets.
+            child._sum.inc(pending[0])
+            for index, count in enumerate(pending[1:]):
+                if count:
+                    child._buckets[index].inc(count)
 
     # The gateway's events. Label children are looked up once and kept: on the hot path ``labels()``
     # costs more than the increment.
@@ -109,25 +160,25 @@ class Metrics(GatewayEvents):
         child = self._children.get(("cache", event))
         if child is None:
             child = self._children[("cache", event)] = self.cache.labels(event)
-        child.inc()
+        self._inc(child)
 
     def near_cache_event(self, event: str) -> None:
         child = self._children.get(("near", event))
         if child is None:
             child = self._children[("near", event)] = self.near_cache.labels(event)
-        child.inc()
+        self._inc(child)
 
     def rate_limit_decision(self, policy: str, decision: Decision, *, shadow: bool = False) -> None:
         outcome = "admitted" if decision.admitted else "shadow_refused" if shadow else "refused"
         child = self._children.get((policy, outcome))
         if child is None:
             child = self._children[(policy, outcome)] = self.rate_limit.labels(policy, outcome)
-        child.inc()
+        self._inc(child)
         if decision.admitted and any(s.remaining < s.limit.amount * 0.2 for s in decision.states):
             near = self._children.get((policy, "near"))
             if near is None:
                 near = self._children[(policy, "near")] = self.near_limit.labels(policy)
-            near.inc()
+            self._inc(near)
 
     def token_rejected(self, reason: str) -> None:
         self.token_rejections.labels(reason).inc()
@@ -138,8 +189,8 @@ class Metrics(GatewayEvents):
             self.redis_errors.inc()
 
     def redis_round_trip(self, seconds: float, calls: int, ok: bool) -> None:
-        self.redis_latency.observe(seconds)
-        self.redis_calls.inc(calls)
+        self._observe(self.redis_latency, _REDIS_BUCKETS_INF, seconds)
+        self._inc(self.redis_calls, calls)
 
     def circuit_changed(self, state: str, *, count: bool = True) -> None:
         for name in _STATES:
@@ -152,13 +203,14 @@ class Metrics(GatewayEvents):
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(route, method, str(status))
-        child.inc()
+        self._inc(child)
         latency = self._latency_children.get((route, method))
         if latency is None:
             latency = self._latency_children[(route, method)] = self.latency.labels(route, method)
-        latency.observe(seconds)
+        self._observe(latency, _LATENCY_BUCKETS_INF, seconds)
 
     def exposition(self) -> bytes:
+        self.flush()
         if multiprocess():
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -175,12 +227,19 @@ class MetricsMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, resolver: EndpointResolver, request_ids: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        resolver: EndpointResolver,
+        request_ids: bool = False,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.resolver = resolver
         self.request_ids = request_ids
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -208,7 +267,10 @@ class MetricsMiddleware:
             endpoint = self.resolver.resolve(scope)
             route = endpoint[endpoint.index(" ") + 1 :] if self.resolver.is_known(scope) else "(unmatched)"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # clients choose methods
-            self.metrics.observe_request(route, method, status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(route, method, status, elapsed)
+            if self.access_log is not None:
+                self.access_log.request(scope, status, elapsed, rid_text)
 
 
 async def metrics(request: Request) -> Response:

@@ -124,6 +124,7 @@ class Settings:
     max_header_size: int = 16384
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
+    access_log: bool = True
 
     @property
     def production(self) -> bool:
@@ -214,6 +215,7 @@ class Settings:
             max_header_size=get("MAX_HEADER_SIZE", _int_between(1024, 1024 * 1024), "16384"),
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            access_log=get("ACCESS_LOG", _boolean, "true"),
         )
         if settings.jwt_jwks_url and not (settings.jwt_issuer and settings.jwt_audience):
             raise SettingsError(

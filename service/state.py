@@ -28,6 +28,7 @@ from gateway import (
     TokenIssuer,
     TokenVerifier,
 )
+from service.accesslog import AccessLog
 from service.metrics import Metrics
 from service.otp_sender import LogOtpSender, OtpSender
 from service.settings import Settings
@@ -100,6 +101,9 @@ class Kapi:
         self.limiter = RateLimiter(redis, breaker=self.breaker)
         self.client_ip = ClientAddress(settings.trusted_proxies)
         self.sign_in = SignIn(self)
+        #: One line per request (ACCESS_LOG), written in batches by the metrics layer.
+        logs_info = settings.log_level in ("DEBUG", "INFO")  # an access line is an INFO record
+        self.access_log = AccessLog(json=settings.production) if settings.access_log and logs_info else None
         #: Hot listings in process memory, kept coherent by Redis (NEAR_CACHE).
         self.near = (
             NearCache(

@@ -9,6 +9,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -179,6 +180,7 @@ def test_metrics_add_up_across_workers(own_redis_server: RedisServer, tmp_path: 
         for _ in range(30):
             with httpx.Client(base_url=service.url) as fresh:  # new connections: both workers serve
                 assert fresh.get("/health").status_code == 200
+        time.sleep(1.2)  # each worker hands its counts over once a second (the answering one at once)
         text = httpx.get(f"{service.url}/metrics").text
     # All 30 (plus the start-up probe), though each worker only served some of them.
     assert metric(text, "kapi_http_requests_total", route="/health", method="GET", status="200") >= 30
