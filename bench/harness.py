@@ -310,8 +310,8 @@ def write_outputs(out: Path, summary: dict[str, Any], meta: dict[str, Any]) -> N
         f"{meta['date']} · {meta['machine']} · `wrk -t1 -c{meta['connections']}`, "
         f"{meta['rounds']} rounds × {meta['seconds']} s round-robin after a {meta['warmup']} s warm-up; "
         "each app on one core, wrk and Redis on the other; Kapı started by the Procfile's `web:` line "
-        "as deployed (uvicorn, its access log on, metrics), the floor and the peers by uvicorn with uvloop, "
-        "httptools and no access log.",
+        "as deployed (uvicorn; the service's access log and metrics on), the floor and the peers by uvicorn "
+        "with uvloop, httptools and no access log.",
         "",
         "`GET /listings/{listing_id}` with a valid bearer token, the same listing JSON from every app. "
         "Ratios are medians of per-round ratios to the floor measured in the same round.",
