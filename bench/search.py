@@ -295,12 +295,27 @@ def explain_sqlite(path: Path, cases: dict[str, list[dict[str, str]]]) -> dict[s
 
 
 async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
+    """The plans of the passes the store really runs for the first query of each shape.
+
+    Each statement is run for its rows (so the store takes the path it takes in the service: the
+    newest 2,000 rows, then 50,000, then the trigram index) and explained with ``ANALYZE``.
+    """
     import asyncpg
 
-    from service.store import ListingQuery, ListingStore
+    from service.store import RECENT_WINDOW, WIDE_WINDOW, ListingQuery, ListingStore
 
     plans: dict[str, list[str]] = {}
     connection = await asyncpg.connect(url)
+
+    def numbered(sql: str, values: dict[str, Any]) -> str:
+        names = list(values)
+        for name in sorted(names, key=len, reverse=True):
+            sql = sql.replace(f":{name}", f"${names.index(name) + 1}")
+        return sql
+
+    class Row:
+        def __init__(self, record: Any) -> None:
+            self._mapping = record
 
     class Recorder:
         url = type("U", (), {"dialect": "postgresql"})()
@@ -310,18 +325,24 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
 
         async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
             self.sql.append((sql, values))
-            return []
+            return [Row(r) for r in await connection.fetch(numbered(sql, values), *values.values())]
 
     for shape, queries in cases.items():
         recorder = Recorder()
         await ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0])))  # type: ignore[arg-type]
-        for n, (sql, values) in enumerate(recorder.sql):
-            names = list(values)
-            numbered = sql
-            for name in sorted(names, key=len, reverse=True):
-                numbered = numbered.replace(f":{name}", f"${names.index(name) + 1}")
-            rows = await connection.fetch("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered, *values.values())
-            plans[f"{shape}" + (" (index pass)" if n else "")] = [row[0] for row in rows]
+        passes = len(recorder.sql)
+        for sql, values in recorder.sql:
+            if passes == 1:
+                label = shape
+            elif f"LIMIT {RECENT_WINDOW})" in sql:
+                label = f"{shape}, pass 1: the newest {RECENT_WINDOW:,} rows"
+            elif f"LIMIT {WIDE_WINDOW})" in sql:
+                label = f"{shape}, pass 2: the newest {WIDE_WINDOW:,} rows"
+            else:
+                label = f"{shape}, last pass: the trigram index"
+            explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered(sql, values)
+            rows = await connection.fetch(explain, *values.values())
+            plans[label] = [row[0] for row in rows]
     await connection.close()
     return plans
 

@@ -5,10 +5,12 @@ PREFIX <prefix>``, RESP3): Redis then pushes the name of every key under the pre
 changes, deletes or lets expire, and the local copy is dropped. What holds:
 
 - **Read-your-writes on one host.** Before a local copy is served, the channel's socket is read
-  without blocking, in the request's own turn of the event loop. Redis writes the invalidation to
-  that socket before it answers the write, so once a write has answered its client, any request
-  whose Redis step (the gateway's rate-limit and revocation check) ran after it finds the
-  invalidation already in the socket's buffer, and gets the new value. Across hosts the push
+  without blocking, in the request's own turn of the event loop (once per turn: one check covers
+  every request that turn serves, since all of them were read from their sockets before it).
+  Redis writes the invalidation to that socket before it answers the write, so once a write has
+  answered its client, any request whose Redis step (the gateway's rate-limit and revocation
+  check) ran after it finds the invalidation already in the socket's buffer, and gets the new
+  value. Across hosts the push
   travels on its own TCP connection, so it is ordered only as the network orders it: typically
   within a network round trip of the write (see the README).
 - **Losing the channel never serves stale data.** When the connection drops, is killed, stops
@@ -91,6 +93,8 @@ class NearCache:
         self._fd = -1
         self._plain = False
         self._waiting = array.array("i", [0])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checked = False  # the socket was checked in this turn of the event loop
         self._buffer = bytearray()
         self._lost = asyncio.Event()
         self._armed = asyncio.Event()
@@ -196,12 +200,24 @@ class NearCache:
     def _readable(self) -> None:
         self.drain(check=False)  # the loop says so: read (an end of stream reads as no bytes)
 
+    def _next_turn(self) -> None:
+        self._checked = False
+
     def drain(self, check: bool = True) -> None:
         """Apply every invalidation that has reached the socket (never blocks)."""
         sock = self._sock
         if sock is None:
             return
         if check and self._plain:
+            # Once per turn of the event loop is enough: whatever runs later in this turn was
+            # scheduled before this check, so the data it answers to (a request, a Redis reply)
+            # was read before it, and the invalidations Redis sent before that are applied now.
+            # Whatever is scheduled from here on runs after ``_next_turn`` and checks again.
+            if self._checked:
+                return
+            if self._loop is not None:
+                self._checked = True
+                self._loop.call_soon(self._next_turn)
             try:  # bytes waiting? (one ioctl; cheaper than a recv that fails with EAGAIN)
                 fcntl.ioctl(self._fd, termios.FIONREAD, self._waiting)
             except OSError:
@@ -315,7 +331,8 @@ class NearCache:
         self._sock = sock
         self._fd = sock.fileno()
         self._plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes: always recv
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
         self._armed.set()
         logger.info("near cache: tracking %s", ", ".join(self.prefixes))
 

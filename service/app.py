@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -191,6 +192,14 @@ def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
+async def database_error(request: Request, exc: Exception) -> Response:
+    """SQLite busy past its timeout (writers queued behind a long write): 503, try again shortly."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        logger.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        return ProblemResponse(503, "The database is busy; try again in a moment.", headers={"Retry-After": "1"})
+    return await server_error(request, exc)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
     return ProblemResponse(500, "The server could not complete this request; it has been logged.")
@@ -237,7 +246,11 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
     app = Starlette(
         routes=routes,
         middleware=build_middleware(settings, kapi, routes),
-        exception_handlers={HTTPException: http_problem, Exception: server_error},
+        exception_handlers={
+            HTTPException: http_problem,
+            sqlite3.OperationalError: database_error,
+            Exception: server_error,
+        },
         lifespan=lifespan,
     )
     app.state.kapi = kapi

@@ -56,10 +56,11 @@ class ServiceProcess:
         command = [
             sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(self.port),
             "--no-proxy-headers", "--no-access-log", "--workers", str(self.workers),
+            "--http", "service.protocol:HttpProtocol",  # as the Procfile runs it
         ]  # fmt: skip
         if self.gunicorn:
             command = [
-                sys.executable, "-m", "gunicorn", "service.main:app", "-k", "uvicorn_worker.UvicornWorker",
+                sys.executable, "-m", "gunicorn", "service.main:app", "-k", "service.worker:UvicornWorker",
                 "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
             ]  # fmt: skip
         with open(self.log, "wb") as log:

@@ -50,6 +50,27 @@ def rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[str, st
     return headers
 
 
+@functools.cache
+def _raw_policy_value(policy: Policy) -> bytes:
+    return _policy_field(policy)[0].encode()
+
+
+def raw_rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[bytes, bytes]]:
+    """``rate_limit_headers`` as ASGI header pairs (lower-case names, bytes)."""
+    states = decision.states
+    if len(states) == 1 and decision.admitted:  # the common case, built straight into bytes
+        state = states[0]
+        remaining, reset = str(state.remaining), str(state.reset)
+        return [
+            (b"ratelimit-policy", _raw_policy_value(policy)),
+            (b"ratelimit", f'"{_policy_field(policy)[1][0]}";r={remaining};t={reset}'.encode()),
+            (b"ratelimit-limit", str(state.limit.amount).encode()),
+            (b"ratelimit-remaining", remaining.encode()),
+            (b"ratelimit-reset", reset.encode()),
+        ]
+    return [(name.lower().encode(), value.encode()) for name, value in rate_limit_headers(policy, decision)]
+
+
 def add_rate_limit_headers(response: MutableHeaders, headers: list[tuple[str, str]]) -> None:
     """Add our headers to a response. If the app already limited it under another policy (say, per
     phone number), both policies are listed, and the single-valued trio keeps the tighter one."""

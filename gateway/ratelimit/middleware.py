@@ -22,7 +22,12 @@ from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys
 from gateway.problem import ProblemResponse
 from gateway.ratelimit.fallback import Fallback
-from gateway.ratelimit.headers import add_rate_limit_headers, rate_limit_headers, too_many_requests
+from gateway.ratelimit.headers import (
+    add_rate_limit_headers,
+    rate_limit_headers,
+    raw_rate_limit_headers,
+    too_many_requests,
+)
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
 from gateway.ratelimit.strategy import Decision, RateLimiter
 from gateway.routing import EndpointResolver, is_preflight
@@ -45,15 +50,16 @@ async def run_limited(
             return
         logger.warning("rate limit (shadow) %s would refuse %s %s", policy.name, scope["method"], scope["path"][:200])
         decision = decision._replace(admitted=True)  # for the headers: what it would say, no Retry-After
-    headers = rate_limit_headers(policy, decision)
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
             raw = message.setdefault("headers", [])
-            if any(name == b"ratelimit-remaining" for name, _ in raw):
-                add_rate_limit_headers(MutableHeaders(scope=message), headers)  # the app limited it too
+            for name, _ in raw:
+                if name == b"ratelimit-remaining":  # the app limited it too
+                    add_rate_limit_headers(MutableHeaders(scope=message), rate_limit_headers(policy, decision))
+                    break
             else:
-                raw.extend((name.lower().encode(), value.encode()) for name, value in headers)
+                raw += raw_rate_limit_headers(policy, decision)
         await send(message)
 
     await app(scope, receive, send_with_headers)
