@@ -38,6 +38,7 @@ from service.otp_sender import LogOtpSender, OtpSender
 from service.redis_client import create_redis, describe
 from service.responses import JSON
 from service.settings import Settings
+from service.shortcut import RouteShortcut
 from service.state import Kapi
 
 logger = logging.getLogger("service")
@@ -122,6 +123,7 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
             client_address=kapi.client_ip,
             events=kapi.metrics,
         ),
+        Middleware(RouteShortcut, routes=routes, endpoints=["GET /listings/{listing_id}"]),
     ]
 
 

@@ -1,5 +1,5 @@
 """A gunicorn worker class running the service as the Procfile does (uvicorn, with the service's HTTP
-protocol): ``gunicorn service.main:app -k service.worker:UvicornWorker``."""
+protocol): ``gunicorn service.main:app -k service.worker.UvicornWorker``."""
 
 from __future__ import annotations
 

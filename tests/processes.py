@@ -60,7 +60,7 @@ class ServiceProcess:
         ]  # fmt: skip
         if self.gunicorn:
             command = [
-                sys.executable, "-m", "gunicorn", "service.main:app", "-k", "service.worker:UvicornWorker",
+                sys.executable, "-m", "gunicorn", "service.main:app", "-k", "service.worker.UvicornWorker",
                 "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
             ]  # fmt: skip
         with open(self.log, "wb") as log:
