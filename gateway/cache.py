@@ -95,6 +95,10 @@ class Generation:
         return await self.bump() if self.pending else True
 
 
+#: Argument types whose key text is a function of their value alone (memoised keys).
+_PLAIN = (int, str)
+
+
 class CacheResult(NamedTuple, Generic[T]):
     """A loader's value and whether it came from the cache (Redis, or the near cache)."""
 
@@ -189,12 +193,25 @@ class CachedFunction(Generic[P, T]):
         self._inflight: dict[str, list[asyncio.Future[_Fetched]]] = {}
         #: Keys whose invalidation has not reached Redis yet; reads of them skip the cache.
         self.pending: set[str] = set()
+        self._keys_memo: dict[tuple[Any, ...], str] = {}
         functools.update_wrapper(self, func)
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The Redis key for these loader arguments (prefix included). Each argument's text is
         escaped (``gateway.keys.escape``), so ``profile:{a}:{b}`` gives different keys for
         ``("x:y", "z")`` and ``("x", "y:z")``."""
+        memo = not kwargs and all(type(arg) in _PLAIN for arg in args)  # (1, 1.0 and True are equal keys)
+        if memo:
+            key = self._keys_memo.get(args)
+            if key is not None:
+                return key
+            if len(self._keys_memo) >= 4096:
+                self._keys_memo.clear()
+            key = self._keys_memo[args] = self._key(args, kwargs)
+            return key
+        return self._key(args, kwargs)
+
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if len(args) <= len(self._names) and not kwargs.keys() - self._names_set:
             # Fast path (the common call shapes): no Signature.bind on every request.
             arguments = {**self._defaults, **dict(zip(self._names, args, strict=False)), **kwargs}

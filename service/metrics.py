@@ -29,6 +29,7 @@ from gateway import (
     Decision,
     EndpointResolver,
     GatewayEvents,
+    LimitState,
     Message,
     Receive,
     Scope,
@@ -174,7 +175,7 @@ class Metrics(GatewayEvents):
         if child is None:
             child = self._children[(policy, outcome)] = self.rate_limit.labels(policy, outcome)
         self._inc(child)
-        if decision.admitted and any(s.remaining < s.limit.amount * 0.2 for s in decision.states):
+        if decision.admitted and _near_limit(decision.states):
             near = self._children.get((policy, "near"))
             if near is None:
                 near = self._children[(policy, "near")] = self.near_limit.labels(policy)
@@ -216,6 +217,13 @@ class Metrics(GatewayEvents):
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+def _near_limit(states: tuple[LimitState, ...]) -> bool:
+    """More than 80 % of one of the limits used."""
+    if len(states) == 1:
+        return states[0].remaining < states[0].limit.amount * 0.2
+    return any(s.remaining < s.limit.amount * 0.2 for s in states)
 
 
 class MetricsMiddleware:

@@ -68,6 +68,9 @@ def limit_args(limits: Sequence[Limit], cost: int = 1) -> list[Any]:
 
 def decision_of(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
     """``rate_limit``'s reply as a ``Decision``."""
+    if len(limits) == 1:  # the common case, without the generator
+        state = LimitState(limits[0], int(reply[1]), max(1, math.ceil(int(reply[2]) / 1000)))
+        return Decision(bool(int(reply[0])), (state,))
     states = tuple(
         LimitState(limit, int(reply[1 + 2 * i]), max(1, math.ceil(int(reply[2 + 2 * i]) / 1000)))
         for i, limit in enumerate(limits)

@@ -49,6 +49,16 @@ async def test_miss_then_hit_stores_json_under_the_seed_key_with_ttl(redis: Redi
     assert 3598 <= await redis.ttl("listing:1") <= 3600
 
 
+async def test_equal_arguments_of_other_types_get_their_own_keys(redis: Redis) -> None:
+    """1, 1.0 and True are equal (and hash alike) in Python, but name different entries; asked again,
+    each gives the same key as the first time."""
+    load = cached("item:{listing_id}", redis=redis)(FakeTable({}).get)
+    for _ in range(2):
+        assert [load.key(1), load.key(True), load.key(1.0), load.key("1"), load.key(listing_id=1)] == [
+            "item:1", "item:True", "item:1.0", "item:1", "item:1",
+        ]  # fmt: skip
+
+
 async def test_second_use_any_json_result_and_template(redis: Redis) -> None:
     calls = []
 
