@@ -10,9 +10,8 @@ changes, deletes or lets expire, and the local copy is dropped. What holds:
   Redis writes the invalidation to that socket before it answers the write, so once a write has
   answered its client, any request whose Redis step (the gateway's rate-limit and revocation
   check) ran after it finds the invalidation already in the socket's buffer, and gets the new
-  value. Across hosts the push
-  travels on its own TCP connection, so it is ordered only as the network orders it: typically
-  within a network round trip of the write (see the README).
+  value. Across hosts the push travels on its own TCP connection, so it is ordered only as the
+  network orders it: typically within a network round trip of the write (see the README).
 - **Losing the channel never serves stale data.** When the connection drops, is killed, stops
   answering its ``PING`` or Redis restarts, every local copy is dropped and the cache is bypassed
   until tracking is re-established (with backoff, no restart).
@@ -332,6 +331,7 @@ class NearCache:
         self._fd = sock.fileno()
         self._plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes: always recv
         self._loop = asyncio.get_running_loop()
+        self._checked = False
         self._loop.add_reader(sock.fileno(), self._readable)
         self._armed.set()
         logger.info("near cache: tracking %s", ", ".join(self.prefixes))

@@ -79,7 +79,8 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
     """The gateway stack, outermost first: every request passes these before the router. (No
     ErrorBoundaryMiddleware: inside Starlette, the ``Exception`` handler below answers a bug with the
     same problem+json 500.) CORS, when configured, sits outside the gateway: a preflight carries no
-    token, so it must be answered before authentication and rate limiting."""
+    token, so it must be answered before authentication and rate limiting. Innermost, the hot read
+    route goes straight to its endpoint (``RouteShortcut``)."""
     cors = []
     if settings.cors_origins:
         cors = [
