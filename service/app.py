@@ -241,7 +241,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             if kapi.access_log is not None:
                 kapi.access_log.flush()
             kapi.metrics.flush()
-            await kapi.database.disconnect()
+            await db.disconnect(kapi.database)
             await kapi.redis.aclose()
             kapi.database = kapi.redis = None
 

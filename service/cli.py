@@ -107,7 +107,7 @@ async def _mint(phone: str) -> str:
         user_id = await kapi.sign_in.users.get_or_create(normalised)
         pair = await kapi.sign_in.open_session(user_id, ip="127.0.0.1", user_agent="python -m service token")
     finally:
-        await kapi.database.disconnect()
+        await db.disconnect(kapi.database)
         await kapi.redis.aclose()
     return pair.access_token
 
@@ -171,7 +171,7 @@ async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
     try:
         database = await db.connect(settings.database_url)
         await database.fetch_val("SELECT 1")
-        await database.disconnect()
+        await db.disconnect(database)
         checks.append(("the database is reachable", True, settings.database_url.split("@")[-1]))
     except Exception as exc:
         checks.append(("the database is reachable", False, f"{type(exc).__name__}: {exc}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from databases import Database
 
@@ -183,11 +184,60 @@ async def migrate(database: Database) -> list[int]:
     return applied
 
 
+class SQLitePool:
+    """Keeps a few SQLite connections open between queries.
+
+    ``databases``' SQLite backend opens a new connection (with its own thread) for every query a
+    request makes outside a transaction, and closes it after: measured at about 5 ms per query on
+    these machines, most of a cold search or a cache miss. This hands released connections out
+    again, up to ``size`` idle ones; a connection released inside a transaction (an interrupted
+    write) is closed, never reused."""
+
+    def __init__(self, inner: Any, size: int = 8) -> None:
+        self._inner = inner
+        self._idle: list[Any] = []
+        self.size = size
+
+    @property
+    def _memref(self) -> Any:  # read by the backend's disconnect()
+        return self._inner._memref
+
+    @_memref.setter
+    def _memref(self, value: Any) -> None:
+        self._inner._memref = value
+
+    async def acquire(self) -> Any:
+        if self._idle:
+            return self._idle.pop()
+        return await self._inner.acquire()
+
+    async def release(self, connection: Any) -> None:
+        if connection.in_transaction or len(self._idle) >= self.size:
+            await self._inner.release(connection)
+        else:
+            self._idle.append(connection)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._inner.release(connection)
+
+
 async def connect(url: str) -> Database:
     database = Database(url)
+    if dialect(database) == "sqlite":
+        database._backend._pool = SQLitePool(database._backend._pool)
     await database.connect()
     if dialect(database) == "sqlite":
         # WAL lets readers run while a writer commits; the setting is stored in the file.
         await database.execute("PRAGMA journal_mode=WAL")
     await migrate(database)
     return database
+
+
+async def disconnect(database: Database) -> None:
+    """``database.disconnect()``, closing the connections ``SQLitePool`` kept."""
+    await database.disconnect()
+    pool = getattr(database._backend, "_pool", None)
+    if isinstance(pool, SQLitePool):
+        await pool.close()
