@@ -184,6 +184,7 @@ def shapes(count: int, rows: int) -> dict[str, list[dict[str, str]]]:
         "infix (3 chars)": [{"q": w} for w in infixes],
         "two words": [{"q": p} for p in pairs],
         "2-character query": [{"q": b} for b in bigrams],
+        "2 characters, no match": [{"q": a + b} for a in "qwx" for b in "qwx0123456789j"][:count],
         "city + price range": [
             {
                 "city": search.fold(CITIES[i % len(CITIES)]),
