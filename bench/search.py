@@ -340,7 +340,7 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
             elif f"LIMIT {WIDE_WINDOW})" in sql:
                 label = f"{shape}, pass 2: the newest {WIDE_WINDOW:,} rows"
             else:
-                label = f"{shape}, last pass: the trigram index"
+                label = f"{shape}, last pass: the index (trigram or short terms)"
             explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered(sql, values)
             rows = await connection.fetch(explain, *values.values())
             plans[label] = [row[0] for row in rows]
