@@ -197,7 +197,11 @@ class ListingStore:
             filters.append("l.id < :after_id")
             values["after_id"] = query.after_id
         columns = ", ".join(f"l.{name.strip()}" for name in _COLUMNS.split(","))
-        if not folded:
+        if not folded and self.dialect == "postgresql" and query.city is not None:
+            # The page's ids from the index (city_key, id) INCLUDE (price_minor) alone, then its rows.
+            ids = f"SELECT l.id FROM listings l {self._where(filters)} ORDER BY l.id DESC LIMIT :limit"
+            rows = await self._fetch(f"SELECT {columns} FROM listings l WHERE l.id IN ({ids})", [], values)
+        elif not folded:
             rows = await self._fetch(f"SELECT {columns} FROM listings l", filters, values)
         elif self.dialect == "sqlite":
             short = len(folded) < search.TRIGRAM
