@@ -197,6 +197,15 @@ async def migrate(database: Database) -> list[int]:
     return applied
 
 
+_DISCARD = "_kapi_discard"
+
+
+def discard(connection: Any) -> None:
+    """Close this pooled SQLite connection when it is released, instead of keeping it (a statement
+    that was given up on may still run on its thread)."""
+    setattr(connection, _DISCARD, True)
+
+
 class SQLitePool:
     """Keeps a few SQLite connections open between queries.
 
@@ -225,7 +234,7 @@ class SQLitePool:
         return await self._inner.acquire()
 
     async def release(self, connection: Any) -> None:
-        if connection.in_transaction or len(self._idle) >= self.size:
+        if connection.in_transaction or getattr(connection, _DISCARD, False) or len(self._idle) >= self.size:
             await self._inner.release(connection)
         else:
             self._idle.append(connection)

@@ -12,7 +12,7 @@ from typing import Any
 from databases import Database
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import search
+from service import db, search
 from service.schemas import TEXT_PATTERN, ListingCreate, ListingUpdate, Price
 
 Listing = dict[str, Any]
@@ -77,13 +77,27 @@ class ListingStore:
                 yield
             return
         async with self.database.connection() as connection:
-            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                await connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                # Given up (cancelled, timed out) while waiting for the lock: the BEGIN may still run
+                # on this connection's thread, so it must not serve another request.
+                db.discard(connection.raw_connection)
+                raise
             try:
                 yield
             except BaseException:
-                await connection.execute("ROLLBACK")
+                try:
+                    await connection.execute("ROLLBACK")
+                except BaseException:
+                    db.discard(connection.raw_connection)
+                    raise
                 raise
-            await connection.execute("COMMIT")
+            try:
+                await connection.execute("COMMIT")
+            except BaseException:
+                db.discard(connection.raw_connection)
+                raise
 
     async def get(self, listing_id: int) -> Listing | None:
         row = await self.database.fetch_one(f"SELECT {_COLUMNS} FROM listings WHERE id = :id", {"id": listing_id})
