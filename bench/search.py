@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -268,25 +269,32 @@ def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[
     return results
 
 
+class Recorder:
+    """Stands in for the store's ``Database``: records each statement the store issues (and, with
+    ``run``, runs it for its rows, so the store takes the path it takes in the service)."""
+
+    class _Row:
+        def __init__(self, record: Any) -> None:
+            self._mapping = record
+
+    def __init__(self, dialect: str, run: Callable[[str, dict[str, Any]], Awaitable[list[Any]]] | None = None) -> None:
+        self.url = SimpleNamespace(dialect=dialect)
+        self.run = run
+        self.sql: list[tuple[str, dict[str, Any]]] = []
+
+    async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
+        self.sql.append((sql, values))
+        return [self._Row(r) for r in await self.run(sql, values)] if self.run else []
+
+
 def explain_sqlite(path: Path, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
     """The plan SQLite chooses for the first query of each shape (as the store builds it)."""
     from service.store import ListingQuery, ListingStore
 
     plans: dict[str, list[str]] = {}
-
-    class Recorder:
-        url = type("U", (), {"dialect": "sqlite"})()
-
-        def __init__(self) -> None:
-            self.sql: list[tuple[str, dict[str, Any]]] = []
-
-        async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
-            self.sql.append((sql, values))
-            return []
-
     connection = sqlite3.connect(path)
     for shape, queries in cases.items():
-        recorder = Recorder()
+        recorder = Recorder("sqlite")  # one pass on SQLite: nothing needs running for its rows
         asyncio.run(ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0]))))  # type: ignore[arg-type]
         sql, values = recorder.sql[-1]
         plan = connection.execute("EXPLAIN QUERY PLAN " + sql, values)
@@ -314,22 +322,11 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
             sql = sql.replace(f":{name}", f"${names.index(name) + 1}")
         return sql
 
-    class Row:
-        def __init__(self, record: Any) -> None:
-            self._mapping = record
-
-    class Recorder:
-        url = type("U", (), {"dialect": "postgresql"})()
-
-        def __init__(self) -> None:
-            self.sql: list[tuple[str, dict[str, Any]]] = []
-
-        async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
-            self.sql.append((sql, values))
-            return [Row(r) for r in await connection.fetch(numbered(sql, values), *values.values())]
+    async def fetch(sql: str, values: dict[str, Any]) -> list[Any]:
+        return list(await connection.fetch(numbered(sql, values), *values.values()))
 
     for shape, queries in cases.items():
-        recorder = Recorder()
+        recorder = Recorder("postgresql", fetch)
         await ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0])))  # type: ignore[arg-type]
         passes = len(recorder.sql)
         for sql, values in recorder.sql:

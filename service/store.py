@@ -77,27 +77,23 @@ class ListingStore:
                 yield
             return
         async with self.database.connection() as connection:
-            try:
-                await connection.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                # Given up (cancelled, timed out) while waiting for the lock: the BEGIN may still run
-                # on this connection's thread, so it must not serve another request.
-                db.discard(connection.raw_connection)
-                raise
+
+            async def run(sql: str) -> None:
+                try:
+                    await connection.execute(sql)
+                except BaseException:
+                    # Given up (cancelled, timed out, failed): the statement may still run on this
+                    # connection's thread, so the connection must not serve another request.
+                    db.discard(connection.raw_connection)
+                    raise
+
+            await run("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                try:
-                    await connection.execute("ROLLBACK")
-                except BaseException:
-                    db.discard(connection.raw_connection)
-                    raise
+                await run("ROLLBACK")
                 raise
-            try:
-                await connection.execute("COMMIT")
-            except BaseException:
-                db.discard(connection.raw_connection)
-                raise
+            await run("COMMIT")
 
     async def get(self, listing_id: int) -> Listing | None:
         row = await self.database.fetch_one(f"SELECT {_COLUMNS} FROM listings WHERE id = :id", {"id": listing_id})

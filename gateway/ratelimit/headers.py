@@ -50,25 +50,17 @@ def rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[str, st
     return headers
 
 
-@functools.cache
-def _raw_policy_value(policy: Policy) -> bytes:
-    return _policy_field(policy)[0].encode()
+#: The ASGI (lower-case, bytes) form of each header name ``rate_limit_headers`` gives.
+_RAW_NAMES = {
+    name: name.lower().encode()
+    for name in ("RateLimit-Policy", "RateLimit", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+                 "Retry-After")
+}  # fmt: skip
 
 
 def raw_rate_limit_headers(policy: Policy, decision: Decision) -> list[tuple[bytes, bytes]]:
     """``rate_limit_headers`` as ASGI header pairs (lower-case names, bytes)."""
-    states = decision.states
-    if len(states) == 1 and decision.admitted:  # the common case, built straight into bytes
-        state = states[0]
-        remaining, reset = str(state.remaining), str(state.reset)
-        return [
-            (b"ratelimit-policy", _raw_policy_value(policy)),
-            (b"ratelimit", f'"{_policy_field(policy)[1][0]}";r={remaining};t={reset}'.encode()),
-            (b"ratelimit-limit", str(state.limit.amount).encode()),
-            (b"ratelimit-remaining", remaining.encode()),
-            (b"ratelimit-reset", reset.encode()),
-        ]
-    return [(name.lower().encode(), value.encode()) for name, value in rate_limit_headers(policy, decision)]
+    return [(_RAW_NAMES[name], value.encode()) for name, value in rate_limit_headers(policy, decision)]
 
 
 def add_rate_limit_headers(response: MutableHeaders, headers: list[tuple[str, str]]) -> None:

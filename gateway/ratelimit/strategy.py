@@ -66,15 +66,15 @@ def limit_args(limits: Sequence[Limit], cost: int = 1) -> list[Any]:
     return args
 
 
+def _state(limit: Limit, remaining: Any, reset_ms: Any) -> LimitState:
+    return LimitState(limit, int(remaining), max(1, math.ceil(int(reset_ms) / 1000)))
+
+
 def decision_of(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
     """``rate_limit``'s reply as a ``Decision``."""
     if len(limits) == 1:  # the common case, without the generator
-        state = LimitState(limits[0], int(reply[1]), max(1, math.ceil(int(reply[2]) / 1000)))
-        return Decision(bool(int(reply[0])), (state,))
-    states = tuple(
-        LimitState(limit, int(reply[1 + 2 * i]), max(1, math.ceil(int(reply[2 + 2 * i]) / 1000)))
-        for i, limit in enumerate(limits)
-    )
+        return Decision(bool(int(reply[0])), (_state(limits[0], reply[1], reply[2]),))
+    states = tuple(_state(limit, reply[1 + 2 * i], reply[2 + 2 * i]) for i, limit in enumerate(limits))
     return Decision(bool(int(reply[0])), states)
 
 
