@@ -115,10 +115,13 @@ class TokenBlacklist:
         return int(ttl)
 
     async def revoke_all(self, user_id: str) -> None:
-        """Every token of ``user_id`` issued up to now stops passing (one key per user)."""
+        """Every token of ``user_id`` a verifier would accept now stops passing (one key per user):
+        those issued up to now, and those whose ``iat`` is ahead of now by at most the leeway (an
+        issuer whose clock runs ahead). A token such an issuer mints within the leeway after this
+        call is refused too, until its ``iat`` passes the mark."""
         scripts = self._bind()
         keys = [self.keys.user("logout_all", user_id), self.keys.user("session", user_id)]
-        await self.breaker.call(lambda: scripts["revoke_all"](keys=keys, args=[self.max_ttl]))
+        await self.breaker.call(lambda: scripts["revoke_all"](keys=keys, args=[self.max_ttl, self.leeway]))
 
     async def ensure_epoch(self) -> int:
         """``DataLossEpoch.ensure`` for this blacklist's Redis (the app calls it at start-up)."""

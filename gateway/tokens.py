@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
+import string
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -44,6 +46,29 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_ALPHABET = {char: index for index, char in enumerate(string.ascii_letters.swapcase() + string.digits + "-_")}
+#: For a segment of length 4n + r, the low bits of its last character that encode no data (RFC 4648 §3.5).
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
+def is_canonical(token: str) -> bool:
+    """True when ``token`` is a JWS in canonical compact form (RFC 7515 §7.1, §2): three segments of
+    base64url without padding, each last character's unused low bits zero. Decoders (python-jose
+    among them) also take ``=`` padding and non-zero unused bits, so one token has many spellings that
+    verify alike; refusing all but this one means a re-spelled token is never a different token."""
+    segments = token.split(".")
+    if len(segments) != 3:
+        return False
+    for segment in segments:
+        if _SEGMENT.fullmatch(segment) is None:
+            return False
+        unused = _UNUSED_BITS.get(len(segment) % 4)
+        if unused is None or (unused and _ALPHABET[segment[-1]] & unused):
+            return False
+    return True
+
+
 def _frozen(value: Any) -> Any:
     """Nested claim values made read-only (lists become tuples, objects read-only mappings), so the
     claims kept for a token's later requests cannot be changed through one request's copy."""
@@ -67,7 +92,8 @@ class TokenVerifier:
     an access token, RFC 8725 §3.11). An identity provider's need ``sub``, ``iat``, ``exp``, and the
     configured ``iss`` and ``aud``; without a ``type`` claim they are access tokens (Keycloak's
     ``typ: Bearer`` too), one whose ``type``/``typ`` says refresh or ID is refused, and one without
-    ``jti`` is named by a hash of the token (``h.`` + 22 characters), which the blacklist uses.
+    ``jti`` is named by a hash of its signed header and claims (``h.`` + 22 characters), which the
+    blacklist uses. Only the canonical compact form of a token is accepted (``is_canonical``).
 
     A token that verified once is remembered (up to ``cache_size`` tokens, until it expires), so a
     client's next requests skip the signature check; revocation is not cached, it is checked in
@@ -159,6 +185,8 @@ class TokenVerifier:
     def _decode(self, token: str, *, verify_exp: bool = True) -> Claims:
         if len(token) > self.max_length:
             raise InvalidToken("too_long", "The token is too long.")
+        if not is_canonical(token):
+            raise InvalidToken("not_canonical", "The token is not in canonical compact form (base64url, no padding).")
         try:
             header = jwt.get_unverified_header(token)
         except Exception:  # JWTError, or worse on hostile input
@@ -229,7 +257,9 @@ def _as_external(claims: Claims, token: str) -> Claims:
     claims = {name: value for name, value in claims.items() if name != "sid"}
     claims["type"] = "access"
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
-        digest = hashlib.sha256(token.encode()).digest()[:16]
+        # Named by what was signed, not by the signature: an ECDSA signature has a second valid form
+        # (s -> n - s), so the same header and claims can arrive under two signatures.
+        digest = hashlib.sha256(token.rpartition(".")[0].encode()).digest()[:16]
         claims["jti"] = "h." + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     return claims
 

@@ -4,7 +4,7 @@
 --!include session
 -- check_token(blacklist_key, logout_key, session_key, epoch_key, sid, iat, now_ms, touch_ms, idle_ms, use_epoch)
 --   blacklist_key  blacklist:{user_id}:{jti}  set when this token was revoked
---   logout_key     logout_all:{user_id}       server time of the user's last "log out everywhere"
+--   logout_key     logout_all:{user_id}       the user's last "log out everywhere": its server time + leeway
 --   session_key    session:{user_id}          the user's logins (see session.lua)
 --   epoch_key      epoch                      see epoch.lua
 --   sid            the token's session id (escaped), or '' when sessions are not checked

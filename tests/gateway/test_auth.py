@@ -158,7 +158,35 @@ REJECTED = {
     "header over 8 KiB": lambda: "Bearer " + token({"pad": "x" * 9000}),
     "10 KB token": lambda: "Bearer " + "A" * 10_000,
     "non-ASCII": lambda: "Bearer çığ.öşü.İ",
+    # Other spellings of a valid token (RFC 7515: base64url, no padding, unused bits zero).
+    "padded": lambda: f"Bearer {token()}=",
+    "padded twice": lambda: f"Bearer {token()}==",
+    "padding inside the claims": lambda: "Bearer " + padded_claims(),
+    "unused bits set": lambda: f"Bearer {respelled(token())}",
+    "standard base64 alphabet": lambda: (
+        "Bearer " + next(t for t in iter(token, "") if t != t.translate(STANDARD)).translate(STANDARD)
+    ),
+    "five segments (JWE)": lambda: f"Bearer {token()}.AAAA.BBBB",
 }
+
+
+STANDARD = str.maketrans("-_", "+/")
+
+
+def padded_claims() -> str:
+    """A valid token whose claims segment is spelled with its ``=`` padding."""
+    for size in range(4):
+        header, claims, signature = token({"pad": "x" * size}).split(".")
+        if len(claims) % 4:
+            return f"{header}.{claims}{'=' * (-len(claims) % 4)}.{signature}"
+    raise AssertionError("unreachable: one of four sizes needs padding")
+
+
+def respelled(value: str) -> str:
+    """``value`` with its signature's last character's unused low bits set: decodes to the same bytes."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused = {2: 0b1111, 3: 0b11}[len(value.rpartition(".")[2]) % 4]
+    return value[:-1] + alphabet[alphabet.index(value[-1]) | unused]
 
 
 @pytest.mark.parametrize("case", sorted(REJECTED))
@@ -288,6 +316,18 @@ async def test_revoke_all_refuses_every_earlier_token_with_one_key(redis: Redis)
             assert_invalid_token(await client.get("/private", headers={"Authorization": f"Bearer {value}"}))
         assert (await client.get("/private", headers={"Authorization": f"Bearer {other_user}"})).status_code == 200
     assert [key async for key in redis.scan_iter("logout_all:*")] == [b"logout_all:42"]
+
+
+async def test_revoke_all_covers_tokens_issued_ahead_within_the_leeway(redis: Redis) -> None:
+    """An issuer whose clock runs ahead mints iat = now + 25 s; the verifier accepts it (leeway 30 s),
+    so logging out everywhere must refuse it too, and keep refusing it until it can no longer pass."""
+    ahead = token({"iat": _now() + 25, "exp": _now() + 600})
+    blacklist = TokenBlacklist(redis)
+    async with client_for(build(redis, sessions=False)) as client:
+        assert (await client.get("/private", headers={"Authorization": f"Bearer {ahead}"})).status_code == 200
+        await blacklist.revoke_all("42")
+        assert_invalid_token(await client.get("/private", headers={"Authorization": f"Bearer {ahead}"}))
+    assert await redis.ttl("logout_all:42") >= blacklist.max_ttl + blacklist.leeway - 1
 
 
 async def test_session_tokens_die_with_their_session(redis: Redis) -> None:

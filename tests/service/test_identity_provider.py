@@ -3,6 +3,7 @@ rotation as the README's procedure does it, end to end against real servers."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,50 @@ async def test_the_readme_rotation_procedure(redis_server: RedisServer, redis: R
         refused = await client.get("/auth/session", headers=bearer(tokens_a))
         assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
         assert (await client.get("/auth/session", headers=bearer(tokens_b))).status_code == 200
+
+
+#: The order of P-256, for the second valid form of an ECDSA signature.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def malleated(token: str) -> str:
+    """The same ES256 token under its other valid signature, (r, n - s): canonical, and it verifies."""
+    signed, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    s = int.from_bytes(raw[32:], "big")
+    return f"{signed}.{b64(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
+def unused_bits_set(token: str) -> str:
+    unused = {2: 0b1111, 3: 0b11}[len(token.rpartition(".")[2]) % 4]
+    return token[:-1] + ALPHABET[ALPHABET.index(token[-1]) | unused]
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+async def test_a_revoked_provider_token_stays_revoked_under_every_spelling(
+    redis_server: RedisServer, tmp_path: Path, algorithm: str
+) -> None:
+    """A provider token without ``jti`` is revoked by what it says; no other spelling of it (padding,
+    unused bits, ECDSA's second signature) is a token that was not revoked."""
+    with IdentityProvider(algorithm) as provider:
+        settings = idp_settings(redis_server, tmp_path, provider, jwt_jwks_algorithm=algorithm)
+        async with serve(create_app(settings)) as client:
+            token = provider.token("kc-9", jti=None)
+            spellings = [token + "=", token + "==", unused_bits_set(token)]
+            for spelling in spellings:  # before the logout too: refused as malformed, never a second token
+                refused = await client.get("/auth/session", headers=bearer({"access_token": spelling}))
+                assert refused.status_code == 401 and "canonical" in refused.headers["www-authenticate"]
+            assert (await client.get("/listings", headers=bearer({"access_token": token}))).status_code == 200
+            if algorithm == "ES256":
+                other = malleated(token)
+                assert (await client.get("/listings", headers=bearer({"access_token": other}))).status_code == 200
+                spellings.append(other)
+            assert (await client.post("/auth/logout", headers=bearer({"access_token": token}))).status_code == 204
+            for spelling in [token, *spellings]:
+                after = await client.get("/listings", headers=bearer({"access_token": spelling}))
+                assert after.status_code == 401, spelling
