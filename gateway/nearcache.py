@@ -35,10 +35,11 @@ import termios
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
-from redis.asyncio.connection import SSLConnection
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from gateway import resp
 from gateway.connection import resolve_client
@@ -309,9 +310,11 @@ class NearCache:
                 logger.warning("near cache off: %s", self.disabled_reason)
                 return
             try:
-                pool = client.connection_pool
-                tls = issubclass(pool.connection_class, SSLConnection)
-                sock = await asyncio.to_thread(self._connect, pool.connection_kwargs, tls)
+                endpoint = _endpoint(client.connection_pool)
+                credentials = None
+                if endpoint.credentials is not None:  # asked at every connect, in the loop (it may be async)
+                    credentials = tuple(await endpoint.credentials.get_credentials_async())
+                sock = await asyncio.to_thread(self._connect, endpoint, credentials)
             except Exception as exc:
                 if not failing:
                     logger.warning("near cache: tracking not established (%s); retrying", exc)
@@ -355,24 +358,32 @@ class NearCache:
                     return
                 self._pong_due = now + max(self.ping_interval, self.connect_timeout)
 
-    def _connect(self, options: dict[str, Any], tls: bool) -> socket.socket:
-        """Open the tracking connection (blocking; run in a thread): connect, HELLO 3 with the
-        client's credentials, name it, and turn tracking on."""
+    def _connect(self, endpoint: _Endpoint, credentials: tuple[str, ...] | None) -> socket.socket:
+        """Open the tracking connection (blocking; run in a thread): connect (TLS as the client's own
+        connections do), HELLO 3 with the client's credentials, name it, and turn tracking on."""
         timeout = self.connect_timeout
-        if options.get("path"):
+        if isinstance(endpoint.address, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(options["path"])
+            try:
+                sock.settimeout(timeout)
+                sock.connect(endpoint.address)
+            except BaseException:
+                sock.close()
+                raise
         else:
-            host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+            host, port = endpoint.address
             sock = socket.create_connection((host, port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls:
-                sock = _ssl_context(options).wrap_socket(sock, server_hostname=host)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if endpoint.tls is not None:  # the host name checked as asyncio checks it for the client
+                    sock = endpoint.tls.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
         try:
             hello: list[str | bytes | int] = ["HELLO", 3]
-            if options.get("password") is not None:
-                hello += ["AUTH", options.get("username") or "default", options["password"]]
+            if credentials:  # as redis-py sends them: a lone password is the default user's
+                hello += ["AUTH", *(("default", *credentials) if len(credentials) == 1 else credentials)]
             commands: list[list[str | bytes | int]] = [
                 hello,
                 ["CLIENT", "SETNAME", "kapi-near-cache"],
@@ -414,17 +425,39 @@ def _unsupported(client: Any) -> str | None:
     return None
 
 
-def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
-    """The TLS settings of the client's own connections (``rediss://`` and its ``ssl_*`` options)."""
-    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-    requirement = options.get("ssl_cert_reqs", "required")
-    if isinstance(requirement, str):
-        requirement = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(requirement, ssl.CERT_REQUIRED)
-    context.check_hostname = bool(options.get("ssl_check_hostname", False)) and requirement != ssl.CERT_NONE
-    context.verify_mode = requirement
-    if options.get("ssl_certfile"):
-        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
-    return context
+class _Endpoint(NamedTuple):
+    address: str | tuple[str, int]  # a Unix socket's path, or host and port
+    tls: ssl.SSLContext | None
+    credentials: CredentialProvider | None
+
+
+def _endpoint(pool: ConnectionPool) -> _Endpoint:
+    """Where and how the client's own connections connect, so the tracking connection is held to
+    exactly the same security: its TLS context and credentials come from a connection that the
+    client's connection class builds from the client's options (never connected), so every
+    ``ssl_*`` option, with redis-py's own defaults (``ssl_check_hostname`` on, certificates
+    required), and ``username``/``password`` or ``credential_provider`` mean what they mean to the
+    client.
+
+    The one place that reads redis-py's connection internals (redis>=8,<9; stated in
+    tests/gateway/test_nearcache_tls.py::test_redis_py_contract_of_the_tracking_connection): the
+    ``host``/``port``/``path``, ``ssl_context`` (a ``RedisSSLContext`` whose ``get()`` is the
+    ``ssl.SSLContext`` the client's connections use), ``credential_provider``, ``username`` and
+    ``password`` attributes, and the rule of ``on_connect``: a credential provider, else username
+    and/or password, else no AUTH."""
+    connection = pool.connection_class(**pool.connection_kwargs)
+    address: str | tuple[str, int]
+    if isinstance(connection, UnixDomainSocketConnection):
+        address = connection.path
+    elif isinstance(connection, Connection):
+        address = (connection.host, int(connection.port))
+    else:
+        raise TypeError(f"cannot open a tracking socket like a {type(connection).__name__}")
+    tls = connection.ssl_context.get() if isinstance(connection, SSLConnection) else None
+    credentials = connection.credential_provider
+    if credentials is None and (connection.username or connection.password):
+        credentials = UsernamePasswordCredentialProvider(connection.username, connection.password)
+    return _Endpoint(address, tls, credentials)
 
 
 __all__ = ["NearCache"]
