@@ -1,17 +1,30 @@
 """``ErrorBoundaryMiddleware``: the outermost layer; an unexpected exception becomes a problem+json 500
-without a traceback in the response, and is logged once."""
+without a traceback in the response, and is logged once. A client that went away before its request
+was complete is not an error: it is logged quietly as 499 and nothing is answered."""
 
 from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
+
 from gateway.problem import ProblemResponse
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
+__all__ = ["CLIENT_CLOSED_REQUEST", "ClientDisconnect", "ErrorBoundaryMiddleware"]
+
 logger = logging.getLogger("gateway.errors")
+
+#: The status recorded for a request whose client hung up before it was complete: nginx's
+#: "client closed request", the de-facto convention in access logs and metrics. Never sent.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ErrorBoundaryMiddleware:
+    """Answers an unexpected exception with a problem+json 500 (logged once, with its traceback) when
+    no response has started; lets a client disconnect (``ClientDisconnect``, raised by Starlette's
+    ``Request`` when ``receive`` says ``http.disconnect``) end the request quietly."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -30,6 +43,8 @@ class ErrorBoundaryMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            logger.debug("client closed request (%d) on %s %s", CLIENT_CLOSED_REQUEST, scope["method"], scope["path"])
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:

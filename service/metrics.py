@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -37,6 +37,7 @@ from gateway import (
     assign_request_id,
     request_id,
 )
+from gateway.boundary import CLIENT_CLOSED_REQUEST
 from service.accesslog import AccessLog
 
 _STATES = ("closed", "open", "half_open")
@@ -269,6 +270,8 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except ClientDisconnect:  # the client hung up mid-request: no error, no 500, nobody to answer
+            status = CLIENT_CLOSED_REQUEST
         finally:
             if token is not None:
                 request_id.reset(token)
