@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from gateway.testing import RedisServer
 from tests.conftest import CODE_A, PHONE_A
