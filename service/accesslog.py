@@ -49,7 +49,7 @@ class AccessLog:
         target = path.decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        if "eyJ" in target or "earer" in target:  # never a token in a log, even one a client put in a URL
+        if "eyJ" in target or "earer" in target or "%" in target:  # never a token in a log, however a URL spells it
             target = redact(target)
         request_line = f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}"
         duration = round(seconds * 1000, 2)

@@ -7,18 +7,70 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
 from gateway import request_id
 
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_BEARER = re.compile(r"(?i)(bearer[\s+]+)([A-Za-z0-9._~+/=-]+)")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_HEX = re.compile(r"%[0-9A-Fa-f]{2}")
+#: A URL may be percent-encoded more than once on its way (``%252E`` is ``%2E`` is ``.``).
+_DECODE_ROUNDS = 3
+
+
+def _redact_plain(text: str) -> str:
+    return _JWT.sub("[token]", _BEARER.sub(r"\1[token]", text))
 
 
 def redact(text: str) -> str:
-    """Belt and braces: the code never logs credentials, and this removes any that slip in."""
-    return _JWT.sub("[token]", _BEARER.sub(r"\1[token]", text))
+    """Belt and braces: the code never logs credentials, and this removes any that slip in, however
+    a URL spelled them: a token percent-encoded (in any case, in the path or the query, even encoded
+    twice) is found in the decoded text and cut from the text as written."""
+    text = _redact_plain(text)
+    if "%" in text:
+        decoded = text
+        for _ in range(_DECODE_ROUNDS):
+            decoded = unquote(decoded, encoding="latin-1")
+        if "eyJ" in decoded or "earer" in decoded.lower():  # cheap test first; spans only when needed
+            text = _redact_encoded(text)
+    return text
+
+
+def _decode_with_spans(text: str, spans: list[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with one round of %XX decoded, and for each decoded character the span of the
+    original text it came from (``spans`` maps ``text`` to the original)."""
+    out: list[str] = []
+    mapped: list[tuple[int, int]] = []
+    position = 0
+    for match in _HEX.finditer(text):
+        for index in range(position, match.start()):
+            out.append(text[index])
+            mapped.append(spans[index])
+        out.append(chr(int(match.group()[1:], 16)))
+        mapped.append((spans[match.start()][0], spans[match.end() - 1][1]))
+        position = match.end()
+    for index in range(position, len(text)):
+        out.append(text[index])
+        mapped.append(spans[index])
+    return "".join(out), mapped
+
+
+def _redact_encoded(text: str) -> str:
+    decoded, spans = text, [(index, index + 1) for index in range(len(text))]
+    for _ in range(_DECODE_ROUNDS):
+        decoded, spans = _decode_with_spans(decoded, spans)
+    cuts = [(match.start(), match.end()) for match in _JWT.finditer(decoded)]
+    cuts += [(match.start(2), match.end(2)) for match in _BEARER.finditer(decoded)]
+    pieces, position = [], 0
+    for start, end in sorted((spans[start][0], spans[end - 1][1]) for start, end in cuts):
+        if start < position:  # overlaps the cut before it (a bearer token that is a JWT): one cut
+            position = max(position, end)
+            continue
+        pieces += [text[position:start], "[token]"]
+        position = end
+    return "".join(pieces) + text[position:]
 
 
 class ContextFilter(logging.Filter):

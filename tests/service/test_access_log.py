@@ -57,3 +57,33 @@ async def test_off(
     async with serve(create_app(make_settings(redis_server.url, tmp_path, **settings))) as client:
         await client.get("/health")
     assert "kapi.access" not in capsys.readouterr().err
+
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVzLTAxMjM0NTY3ODk"
+SIGNATURE = TOKEN.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/listings?access_token={TOKEN.replace('.', '%2E')}",
+        f"/listings/{TOKEN.replace('.', '%2e')}",
+        f"/listings?auth=Bearer%20{TOKEN.replace('.', '%2E')}",
+        f"/listings?auth=Bearer+{TOKEN}",
+        f"/listings?t={TOKEN.replace('.', '%252E')}",  # encoded twice
+        f"/listings?t=%65%79%4A{TOKEN[3:].replace('.', '%2e')}",  # the prefix encoded too
+        f"/listings?auth=B%65arer%20{SIGNATURE}",  # not a JWT: a bearer credential all the same
+        "/listings?t=" + "".join(f"%{byte:02x}" for byte in TOKEN.encode()),  # every byte encoded
+    ],
+)
+async def test_no_token_in_the_log_however_the_url_spells_it(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    settings = make_settings(redis_server.url, tmp_path, env="production", jwt_secret="p" * 48)
+    async with serve(create_app(settings)) as client:
+        capsys.readouterr()
+        await client.get(target)
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if '"kapi.access"' in line]
+    assert "[token]" in json.loads(line)["message"]
+    assert SIGNATURE not in err and SIGNATURE.lower() not in err.lower().replace("%", "")
