@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -78,6 +78,9 @@ class SessionOut(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionOut]
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def normalise_phone(raw: str, region: str = "TR") -> str | None:
@@ -343,14 +346,28 @@ def _user_agent(request: Request) -> str:
     return request.headers.get("user-agent", "")[:256]
 
 
+def no_store(handler: Endpoint) -> Endpoint:
+    """The sign-in and session routes answer with tokens, codes, phone numbers and session data: no
+    cache may keep any of it (RFC 6749 §5.1; RFC 9111 §5.2.2.5), errors included."""
+
+    @functools.wraps(handler)
+    async def private(request: Request) -> Response:
+        response = await handler(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"  # HTTP/1.0 caches (RFC 6749 §5.1 asks for both)
+        return response
+
+    return private
+
+
 routes = [
-    Route("/auth/otp", request_otp, methods=["POST"], name="request_otp"),
-    Route("/auth/login/phone", login_phone, methods=["POST"], name="login_phone"),
-    Route("/auth/logout", logout, methods=["POST"], name="logout"),
-    Route("/auth/logout/all", logout_all, methods=["POST"], name="logout_all"),
-    Route("/auth/refresh", refresh, methods=["POST"], name="refresh"),
-    Route("/auth/session", list_sessions, methods=["GET"], name="list_sessions"),
-    Route("/auth/session/{session_id}", end_session, methods=["DELETE"], name="end_session"),
+    Route("/auth/otp", no_store(request_otp), methods=["POST"], name="request_otp"),
+    Route("/auth/login/phone", no_store(login_phone), methods=["POST"], name="login_phone"),
+    Route("/auth/logout", no_store(logout), methods=["POST"], name="logout"),
+    Route("/auth/logout/all", no_store(logout_all), methods=["POST"], name="logout_all"),
+    Route("/auth/refresh", no_store(refresh), methods=["POST"], name="refresh"),
+    Route("/auth/session", no_store(list_sessions), methods=["GET"], name="list_sessions"),
+    Route("/auth/session/{session_id}", no_store(end_session), methods=["DELETE"], name="end_session"),
 ]
 
 #: Endpoints where no token is needed (one that is sent must still be valid).

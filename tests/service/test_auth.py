@@ -351,3 +351,22 @@ async def test_logout_is_one_atomic_step_even_when_redis_refuses_writes(
     assert (await own_task(anon.get("/auth/session", headers=bearer(tokens)))).status_code == 401
     refresh = anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert (await own_task(refresh)).status_code == 401
+
+
+async def test_token_code_and_session_responses_are_never_stored_by_caches(anon: httpx.AsyncClient) -> None:
+    """RFC 6749 §5.1: token responses carry ``Cache-Control: no-store``; so does everything else the
+    sign-in and session routes answer (codes, phone numbers, session data, their errors)."""
+    sent = await anon.post("/auth/otp", json={"phone": PHONE_A})
+    wrong = await anon.post("/auth/login/phone", json={"phone": PHONE_A, "code": "000000"})
+    signed_in = await anon.post("/auth/login/phone", json={"phone": PHONE_A, "code": CODE_A})
+    tokens = signed_in.json()
+    refreshed = await anon.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    listed = await anon.get("/auth/session", headers=bearer(refreshed.json()))
+    logged_out = await anon.post("/auth/logout", headers=bearer(refreshed.json()))
+    responses = [sent, wrong, signed_in, refreshed, listed, logged_out]
+    assert [r.status_code for r in responses] == [202, 400, 200, 200, 200, 204]
+    for response in responses:
+        assert response.headers["cache-control"] == "no-store", response.request.url
+        assert response.headers["pragma"] == "no-cache"
+    listing = await anon.get("/listings")  # public data stays cacheable as before
+    assert "no-store" not in listing.headers.get("cache-control", "")
