@@ -9,6 +9,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -179,11 +180,37 @@ async def http_problem(request: Request, exc: Exception) -> Response:
     detail = exc.detail if exc.detail else "The request could not be served."
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
+        location = slash_redirect(request.app.routes, request.scope)
+        if location is not None:
+            return Response(status_code=307, headers={"Location": location})
         detail = f"Nothing here: {request.url.path[:200]}"
     if exc.status_code == 405:
         # Starlette names the methods of the first route that matched the path; list every route's.
         headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
     return ProblemResponse(exc.status_code, detail, headers=headers)
+
+
+def slash_redirect(routes: list[BaseRoute], scope: Scope) -> str | None:
+    """Where ``/listings/1/`` should go (``/listings/1``, and the reverse), as a relative reference
+    (RFC 9110 §10.2.2), or None. Starlette's own slash redirect builds an absolute URL from the
+    request's ``Host`` header, which a client chooses: behind a cache that does not key on ``Host``,
+    that is cache poisoning. So the router's is off and this one never names a host."""
+    path: str = scope["path"]
+    if path == "/":
+        return None
+    other = path[:-1] if path.endswith("/") else path + "/"
+    if other.startswith("//") or not any(
+        route.matches({**scope, "path": other})[0] is not Match.NONE for route in routes
+    ):
+        return None  # ("//host" would be a reference to another host)
+    raw: bytes = scope.get("raw_path") or b""
+    if path.endswith("/"):
+        location = raw[:-1].decode("latin-1") if raw.endswith(b"/") else quote(other)  # (a %2F at the end)
+    else:
+        location = (raw or quote(path).encode()).decode("latin-1") + "/"
+    if scope.get("query_string"):
+        location += "?" + scope["query_string"].decode("latin-1")
+    return location
 
 
 def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
@@ -256,6 +283,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
         },
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # see slash_redirect
     app.state.kapi = kapi
     app.state.settings = settings
     app.state.metrics = kapi.metrics

@@ -112,3 +112,28 @@ def test_many_headers_are_refused_cleanly(service: ServiceProcess) -> None:
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(150))
     answer = raw_request(service.port, b"GET /listings HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + many + b"\r\n")
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        ("/listings/1/", "/listings/1"),
+        ("/listings/1/?x=%2E&y=1", "/listings/1?x=%2E&y=1"),
+        ("/auth/session/", "/auth/session"),
+        ("/listings/%C5%9F/", "/listings/%C5%9F"),
+    ],
+)
+def test_the_slash_redirect_never_names_the_host_a_client_sent(
+    service: ServiceProcess, target: str, location: str
+) -> None:
+    """Behind a cache that does not key on Host, a Location built from it would be cache poisoning."""
+    response = httpx.get(f"{service.url}{target}", headers={"Host": "evil.example"})
+    assert response.status_code == 307
+    assert response.headers["location"] == location
+    assert "evil.example" not in response.text
+
+
+def test_no_slash_redirect_to_another_host_or_a_path_nothing_serves(service: ServiceProcess) -> None:
+    for target in ("//evil.example/", "/nowhere/", "/"):
+        response = httpx.get(f"{service.url}{target}", headers={"Host": "evil.example"})
+        assert response.status_code == 404 and "location" not in response.headers, target
