@@ -49,13 +49,22 @@ def hmac_kid(secret: str) -> str:
     return _b64(hmac.new(secret.encode(), b"kapi key id", hashlib.sha256).digest()[:12])
 
 
-def _load_pem(pem: str) -> tuple[Any, bool]:
+def _load_pem(pem: str, algorithm: str) -> tuple[Any, bool]:
+    """The key in ``pem`` and whether it is private; ``ValueError`` (never showing the key) otherwise."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
+    if "-----BEGIN" not in pem:
+        raise ValueError(f"{algorithm} takes a PEM key, not a secret")
     data = pem.encode()
-    if b"PRIVATE KEY" in data:
-        return serialization.load_pem_private_key(data, password=None), True
-    return serialization.load_pem_public_key(data), False
+    try:
+        if b"PRIVATE KEY" in data:
+            return serialization.load_pem_private_key(data, password=None), True
+        return serialization.load_pem_public_key(data), False
+    except TypeError:  # cryptography: encrypted, and no password given
+        raise ValueError("the PEM private key is encrypted; give it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("the PEM block is not a key that can be loaded (malformed, or an unsupported kind)") from None
 
 
 def public_jwk(public_key: Any) -> dict[str, str]:
@@ -70,12 +79,18 @@ def public_jwk(public_key: Any) -> dict[str, str]:
         numbers = public_key.public_numbers()
         return {"e": number(numbers.e), "kty": "RSA", "n": number(numbers.n)}
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        if public_key.curve.name not in _CURVES:
+            raise ValueError(f"the EC key's curve {public_key.curve.name} is not one JWS uses (P-256, P-384, P-521)")
         size = (public_key.curve.key_size + 7) // 8
         point = public_key.public_numbers()
         x, y = number(point.x, size), number(point.y, size)
-        return {"crv": curves[public_key.curve.name], "kty": "EC", "x": x, "y": y}
+        return {"crv": _CURVES[public_key.curve.name], "kty": "EC", "x": x, "y": y}
     raise ValueError("only RSA and EC keys are supported")
+
+
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+#: RFC 7518 §3.4: each ECDSA algorithm is bound to one curve.
+_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 
 def thumbprint(jwk: dict[str, Any]) -> str:
@@ -86,17 +101,26 @@ def thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def make_key(material: str, algorithm: str) -> Key:
-    """A ``Key`` from a secret (HMAC) or a PEM key (RSA/EC), named by its derived ``kid``."""
+    """A ``Key`` from a secret (HMAC) or a PEM key (RSA/EC), named by its derived ``kid``. Raises
+    ``ValueError`` saying what is wrong (never showing the key): a PEM key for HMAC, a secret or a
+    malformed or encrypted PEM for RSA/EC, a key of the wrong kind or curve for the algorithm."""
     if algorithm in HMAC_ALGORITHMS:
         if "-----BEGIN" in material:
             raise ValueError(f"{algorithm} takes a secret, not a PEM key (an RSA key is never an HMAC secret)")
+        if not material:
+            raise ValueError(f"{algorithm} needs a non-empty secret")
         return Key(hmac_kid(material), material, material)
-    loaded, private = _load_pem(material)
+    loaded, private = _load_pem(material, algorithm)
     public = loaded.public_key() if private else loaded
-    jwk = public_jwk(public)
     expected = "RSA" if algorithm.startswith("RS") else "EC"
+    try:
+        jwk = public_jwk(public)
+    except ValueError as exc:
+        raise ValueError(f"{algorithm} needs an {expected} key: {exc}") from None
     if jwk["kty"] != expected:
-        raise ValueError(f"{algorithm} needs an {expected} key, not {jwk['kty']}")
+        raise ValueError(f"{algorithm} needs an {expected} key, not an {jwk['kty']} key")
+    if expected == "EC" and jwk["crv"] != _CURVE_OF.get(algorithm, jwk["crv"]):
+        raise ValueError(f"{algorithm} needs an EC key on {_CURVE_OF[algorithm]}, not {jwk['crv']}")
     from cryptography.hazmat.primitives import serialization
 
     public_pem = public.public_bytes(

@@ -14,6 +14,8 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 from gateway import Limit, parse_limits, split_keys
+from gateway.claims import HMAC_ALGORITHMS
+from gateway.keyset import make_key
 
 T = TypeVar("T")
 logger = logging.getLogger("service.settings")
@@ -151,6 +153,10 @@ class Settings:
         algorithm = get("JWT_ALGORITHM", _choice(*_ALGORITHMS), "HS256")
         if not secret and production:
             raise SettingsError("JWT_SECRET is required when ENV=production")
+        if not secret and algorithm not in HMAC_ALGORITHMS:  # a random development key is an HMAC secret
+            raise SettingsError(
+                f"JWT_SECRET is required with JWT_ALGORITHM={algorithm}: the PEM private key to sign with"
+            )
         if secret and algorithm.startswith("HS") and production and len(secret) < 32:
             raise SettingsError("JWT_SECRET must be at least 32 characters for HMAC in production")
         if secret and production and is_placeholder(secret):
@@ -217,6 +223,7 @@ class Settings:
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             access_log=get("ACCESS_LOG", _boolean, "true"),
         )
+        _check_keys(settings, secret)
         if settings.jwt_jwks_url and not (settings.jwt_issuer and settings.jwt_audience):
             raise SettingsError(
                 "JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE: tokens from it are checked against both"
@@ -229,6 +236,28 @@ class Settings:
         if not secret:  # only once every other setting is known to be good
             settings = replace(settings, jwt_secret=Secret(_development_secret()))
         return settings
+
+
+def _check_keys(settings: Settings, secret: str) -> None:
+    """Every key setting loads as a key for ``JWT_ALGORITHM`` (and ``JWT_SECRET`` can sign), or one line
+    names the variable and what is wrong with it, never its value."""
+    algorithm = settings.jwt_algorithm
+    keys = [("JWT_SECRET", secret)] if secret else []
+    if settings.jwt_public_key is not None and algorithm not in HMAC_ALGORITHMS:
+        keys.append(("JWT_PUBLIC_KEY", str(settings.jwt_public_key)))
+    count = len(settings.jwt_previous_secrets)
+    for index, key in enumerate(settings.jwt_previous_secrets, 1):
+        keys.append((f"JWT_PREVIOUS_SECRETS (entry {index} of {count})", str(key)))
+    for name, material in keys:
+        try:
+            key = make_key(material, algorithm)
+        except ValueError as exc:
+            raise SettingsError(f"{name} is not a valid key for JWT_ALGORITHM={algorithm}: {exc}") from None
+        if name == "JWT_SECRET" and key.signing is None:
+            raise SettingsError(
+                f"JWT_SECRET must be a private key for JWT_ALGORITHM={algorithm} (it signs tokens); "
+                "a public key alone goes in JWT_PUBLIC_KEY"
+            )
 
 
 def _development_secret() -> str:

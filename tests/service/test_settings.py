@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +130,82 @@ def test_the_python_requirement_is_what_the_code_needs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["requires-python"] == ">=3.11"  # asyncio.timeout, tomllib, ...
     assert project["tool"]["ruff"]["target-version"] == "py311"
+
+
+def _pem(key: Any, *, private: bool = True, password: bytes | None = None) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    if not private:
+        return (
+            key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
+
+
+def _bad_keys() -> dict[str, tuple[dict[str, str], str]]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_pem = _pem(rsa_key)
+    broken = rsa_pem.replace(rsa_pem.splitlines()[5], "!!not base64 at all!!")
+    return {
+        "plain string for RS256": ({"JWT_ALGORITHM": "RS256", "JWT_SECRET": "hunter2-" * 5}, "JWT_SECRET"),
+        "no key for RS256": ({"JWT_ALGORITHM": "RS256"}, "JWT_SECRET"),
+        "malformed PEM": ({"JWT_ALGORITHM": "RS256", "JWT_SECRET": broken}, "JWT_SECRET"),
+        "EC key for RS256": ({"JWT_ALGORITHM": "RS256", "JWT_SECRET": _pem(ec_key)}, "JWT_SECRET"),
+        "RSA key for ES256": ({"JWT_ALGORITHM": "ES256", "JWT_SECRET": rsa_pem}, "JWT_SECRET"),
+        "P-256 key for ES384": ({"JWT_ALGORITHM": "ES384", "JWT_SECRET": _pem(ec_key)}, "JWT_SECRET"),
+        "Ed25519 key for ES256": (
+            {"JWT_ALGORITHM": "ES256", "JWT_SECRET": _pem(ed25519.Ed25519PrivateKey.generate())},
+            "JWT_SECRET",
+        ),
+        "encrypted PEM": ({"JWT_ALGORITHM": "RS256", "JWT_SECRET": _pem(rsa_key, password=b"pw")}, "JWT_SECRET"),
+        "public key to sign with": (
+            {"JWT_ALGORITHM": "RS256", "JWT_SECRET": _pem(rsa_key, private=False)},
+            "JWT_SECRET",
+        ),
+        "PEM for HS256": ({"JWT_SECRET": rsa_pem}, "JWT_SECRET"),
+        "bad previous key (RS256)": (
+            {"JWT_ALGORITHM": "RS256", "JWT_SECRET": rsa_pem, "JWT_PREVIOUS_SECRETS": "hunter2-old-secret"},
+            "JWT_PREVIOUS_SECRETS",
+        ),
+        "PEM among HS256 previous keys": (
+            {"JWT_SECRET": "x" * 40, "JWT_PREVIOUS_SECRETS": f"old-secret-hunter2,{rsa_pem}"},
+            "JWT_PREVIOUS_SECRETS",
+        ),
+        "bad public key": (
+            {"JWT_ALGORITHM": "RS256", "JWT_SECRET": rsa_pem, "JWT_PUBLIC_KEY": _pem(ec_key, private=False)},
+            "JWT_PUBLIC_KEY",
+        ),
+        "unknown algorithm": ({"JWT_ALGORITHM": "PS256", "JWT_SECRET": "x" * 40}, "JWT_ALGORITHM"),
+    }
+
+
+BAD_KEYS = _bad_keys()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KEYS))
+def test_a_bad_key_setting_names_the_variable_and_never_the_key(case: str) -> None:
+    environ, name = BAD_KEYS[case]
+    with pytest.raises(SettingsError, match=f"^{re.escape(name)}") as caught:
+        Settings.from_environ(environ, env_file=None)
+    message = str(caught.value)
+    assert "\n" not in message and "hunter2" not in message and "BEGIN" not in message and "MII" not in message
+
+
+def test_start_up_with_a_bad_key_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The case seen: RS256 with a plain string, under uvicorn as the Procfile starts it."""
+    env = {**os.environ, "JWT_ALGORITHM": "RS256", "JWT_SECRET": "hunter2-" * 5, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "service.main:app", "--port", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["kapi: configuration error: JWT_SECRET is not a valid key for JWT_ALGORITHM=RS256: "
+                     "RS256 takes a PEM key, not a secret"]  # fmt: skip
+    assert "Traceback" not in result.stderr + result.stdout and "hunter2" not in result.stderr
