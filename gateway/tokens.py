@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from jose import jwt
-from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+from jose.exceptions import JWTError
 
 from gateway.claims import ALGORITHMS, HMAC_ALGORITHMS, Claims, InvalidToken, TokenType
 from gateway.jwks import JwksKeySet, KeysUnavailable
@@ -47,6 +47,7 @@ def new_id() -> str:
 
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_PADDED_SEGMENT = re.compile(r"[A-Za-z0-9_-]*=*")
 _ALPHABET = {char: index for index, char in enumerate(string.ascii_letters.swapcase() + string.digits + "-_")}
 #: For a segment of length 4n + r, the low bits of its last character that encode no data (RFC 4648 §3.5).
 _UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
@@ -67,6 +68,17 @@ def is_canonical(token: str) -> bool:
         if unused is None or (unused and _ALPHABET[segment[-1]] & unused):
             return False
     return True
+
+
+def _check_spelling(token: str) -> None:
+    """``InvalidToken`` unless ``token`` is canonical: ``malformed`` when it is not three base64url
+    segments at all, ``not_canonical`` when it is another spelling of one (padding, unused bits)."""
+    if is_canonical(token):
+        return
+    segments = token.split(".")
+    if len(segments) != 3 or any(_PADDED_SEGMENT.fullmatch(segment) is None for segment in segments):
+        raise InvalidToken("malformed", "The token is not a well-formed JWT (three base64url segments).")
+    raise InvalidToken("not_canonical", "The token is not in canonical form (base64url without padding, RFC 7515).")
 
 
 def _frozen(value: Any) -> Any:
@@ -138,18 +150,11 @@ class TokenVerifier:
         self.max_lifetime = max_lifetime
         self.max_length = max_length
         self.cache_size = cache_size
-        self._options = {
-            "require_exp": True,
-            "require_iat": True,
-            "require_sub": True,
-            "require_jti": True,
-            "require_iss": issuer is not None,
-            "require_aud": audience is not None,
-            "verify_iss": issuer is not None,
-            "verify_aud": audience is not None,
-            "leeway": leeway,
-        }
-        self._external_options = {**self._options, "require_jti": False}
+        # python-jose checks the header and the signature only; every claim is checked here
+        # (``_check_claims``), so each refusal can say exactly what is wrong.
+        self._options = {name: False for name in _JOSE_CLAIM_CHECKS}
+        self._required = ("sub", "jti", "iat", "exp", "type") + ("iss",) * bool(issuer) + ("aud",) * bool(audience)
+        self._external_required = tuple(name for name in self._required if name not in ("jti", "type"))
         self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     @property
@@ -185,8 +190,7 @@ class TokenVerifier:
     def _decode(self, token: str, *, verify_exp: bool = True) -> Claims:
         if len(token) > self.max_length:
             raise InvalidToken("too_long", "The token is too long.")
-        if not is_canonical(token):
-            raise InvalidToken("not_canonical", "The token is not in canonical compact form (base64url, no padding).")
+        _check_spelling(token)
         try:
             header = jwt.get_unverified_header(token)
         except Exception:  # JWTError, or worse on hostile input
@@ -207,42 +211,71 @@ class TokenVerifier:
                 raise InvalidToken("keys_unavailable", f"The identity provider's keys: {exc}.") from None
         else:
             verifying = self.keys.for_token(kid).verifying
-        options = self._external_options if external else self._options
         try:
-            claims: Claims = jwt.decode(
-                token,
-                verifying,
-                algorithms=[algorithm],
-                options=options if verify_exp else {**options, "verify_exp": False},
-                issuer=self.issuer,
-                audience=self.audience,
-            )
-        except ExpiredSignatureError:
-            raise InvalidToken("expired", "The token has expired.") from None
-        except JWTClaimsError as exc:
-            raise InvalidToken("bad_claims", f"The token's claims are not valid: {exc}.") from None
+            claims: Claims = jwt.decode(token, verifying, algorithms=[algorithm], options=self._options)
         except JWTError:
-            raise InvalidToken("bad_signature", "The token's signature does not verify.") from None
+            # The signature is checked before the claims are read: claims that are not a JSON object
+            # under a good signature are malformed, anything else here is the signature.
+            try:
+                readable = isinstance(jwt.get_unverified_claims(token), dict)
+            except Exception:  # JWTError, or worse on hostile input
+                readable = False
+            if readable:
+                raise InvalidToken("bad_signature", "The token's signature does not verify.") from None
+            raise InvalidToken("malformed", "The token's claims are not a JSON object.") from None
         except Exception:  # python-jose can raise others on hostile input (bad base64, wrong key types)
             raise InvalidToken("malformed", "The token is not a well-formed JWT.") from None
+        self._check_claims(claims, self._external_required if external else self._required, verify_exp=verify_exp)
         if external:
             claims = _as_external(claims, token)
-        now = time.time()
-        for name in ("sub", "jti"):
-            if not isinstance(claims.get(name), str) or not claims[name] or len(claims[name]) > 256:
-                raise InvalidToken("bad_claims", f"The token's {name} claim must be a non-empty string.")
         if claims.get("type") not in ("access", "refresh"):
             raise InvalidToken("bad_claims", "The token's type claim must be access or refresh.")
-        if not isinstance(claims.get("exp"), (int, float)) or not isinstance(claims.get("iat"), (int, float)):
-            raise InvalidToken("bad_claims", "The token's exp and iat must be numbers.")
+        return claims
+
+    def _check_claims(self, claims: Claims, required: tuple[str, ...], *, verify_exp: bool) -> None:
+        """RFC 7519 §4.1 and Kapı's own rules; each refusal names its cause, never the claim's value."""
+        missing = [name for name in required if name not in claims]
+        if missing:
+            names = ", ".join(missing)
+            raise InvalidToken("missing_claim", f"The token has no {names} claim{'s' * (len(missing) > 1)}.")
+        for name in ("sub", "jti"):
+            if name in claims:
+                value = claims[name]
+                if not isinstance(value, str):
+                    raise InvalidToken("bad_claims", f"The token's {name} claim must be a string.")
+                if not value:
+                    raise InvalidToken("bad_claims", f"The token's {name} claim is empty.")
+                if len(value) > 256:
+                    raise InvalidToken("bad_claims", f"The token's {name} claim is longer than 256 characters.")
+        for name in ("exp", "iat", "nbf"):
+            if name in claims and (not isinstance(claims[name], (int, float)) or isinstance(claims[name], bool)):
+                raise InvalidToken("bad_claims", f"The token's {name} claim must be a number (seconds since 1970).")
+        now = time.time()
+        if verify_exp and claims["exp"] + self.leeway <= now:
+            raise InvalidToken("expired", "The token has expired.")
+        if claims.get("nbf", 0) > now + self.leeway:
+            raise InvalidToken("not_yet_valid", "The token is not valid yet (nbf).")
         if claims["iat"] > now + self.leeway:
             raise InvalidToken("not_yet_valid", "The token was issued in the future.")
         if claims["exp"] - claims["iat"] > self.max_lifetime:
             raise InvalidToken("bad_claims", f"The token lives longer than the {self.max_lifetime} s accepted here.")
+        if self.issuer is not None and claims["iss"] != self.issuer:
+            raise InvalidToken("wrong_issuer", "The token was issued by another issuer than the one trusted here.")
+        if self.audience is not None:
+            audience = claims["aud"]
+            audiences = audience if isinstance(audience, list) else [audience]
+            if self.audience not in audiences:
+                raise InvalidToken("wrong_audience", "The token is meant for another audience.")
         if "sid" in claims and (not isinstance(claims["sid"], str) or len(claims["sid"]) > 256):
-            raise InvalidToken("bad_claims", "The token's sid claim must be a string.")
-        return claims
+            raise InvalidToken("bad_claims", "The token's sid claim must be a string of at most 256 characters.")
 
+
+#: python-jose's claim checks, all turned off (see ``TokenVerifier._check_claims``).
+_JOSE_CLAIM_CHECKS = (
+    "verify_aud", "verify_iat", "verify_exp", "verify_nbf", "verify_iss", "verify_sub", "verify_jti",
+    "verify_at_hash", "require_aud", "require_iat", "require_exp", "require_nbf", "require_iss",
+    "require_sub", "require_jti", "require_at_hash",
+)  # fmt: skip
 
 _NOT_ACCESS = {"refresh", "id", "id_token", "idtoken", "offline"}
 

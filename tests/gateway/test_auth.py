@@ -13,7 +13,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jose import jwt
+from jose import jws, jwt
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.authentication import requires
@@ -493,3 +493,42 @@ async def test_head_is_the_get_endpoint_and_cors_preflights_pass_untouched(http:
         "/private", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
     )
     assert preflight.status_code == 405  # reached the app (no CORS layer here), not refused with a 401
+
+
+def described(response: httpx.Response) -> str:
+    assert_invalid_token(response)
+    challenge = response.headers["www-authenticate"]
+    return challenge.split('error_description="', 1)[1].rstrip('"')
+
+
+CAUSES = {
+    "no exp": (lambda: token(drop=("exp",)), "The token has no exp claim."),
+    "no iat": (lambda: token(drop=("iat",)), "The token has no iat claim."),
+    "no jti": (lambda: token(drop=("jti",)), "The token has no jti claim."),
+    "no jti, no exp": (lambda: token(drop=("jti", "exp")), "The token has no jti, exp claims."),
+    "no type": (lambda: token(drop=("type",)), "The token has no type claim."),
+    "long sub": (lambda: token({"sub": "s" * 300}), "The token's sub claim is longer than 256 characters."),
+    "empty sub": (lambda: token({"sub": ""}), "The token's sub claim is empty."),
+    "numeric sub": (lambda: token({"sub": 42}), "The token's sub claim must be a string."),
+    "exp a string": (lambda: token({"exp": "soon"}), "The token's exp claim must be a number (seconds since 1970)."),
+    "exp true": (lambda: token({"exp": True}), "The token's exp claim must be a number (seconds since 1970)."),
+    "bad signature": (
+        lambda: token(key="another-secret-of-some-length-000000000"),
+        "The token's signature does not verify.",
+    ),
+    "claims not an object": (
+        lambda: jws.sign(b"[1]", SECRET, algorithm="HS256"),
+        "The token's claims are not a JSON object.",
+    ),
+    "padded": (lambda: token() + "=", "The token is not in canonical form (base64url without padding, RFC 7515)."),
+    "two segments": (lambda: "abc.def", "The token is not a well-formed JWT (three base64url segments)."),
+    "not yet valid": (lambda: token({"nbf": _now() + 3600}), "The token is not valid yet (nbf)."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAUSES))
+async def test_each_refusal_names_its_real_cause(http: httpx.AsyncClient, case: str) -> None:
+    make, description = CAUSES[case]
+    value = make()
+    assert described(await http.get("/private", headers={"Authorization": f"Bearer {value}"})) == description
+    assert "s" * 300 not in description  # never echoes the token's content

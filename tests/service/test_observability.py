@@ -52,6 +52,8 @@ async def test_metrics_after_a_scripted_set_of_requests(
         await client.get(path)  # 429
         await client.get("/nowhere/at/all")
         await client.get("/auth/session", headers={"Authorization": "Bearer not-a-token"})
+        padded = tokens["access_token"] + "="
+        await client.get("/auth/session", headers={"Authorization": f"Bearer {padded}"})
         await client.post("/auth/logout", headers=headers)
         await client.get("/auth/session", headers=headers)
         text = (await client.get("/metrics")).text
@@ -67,6 +69,7 @@ async def test_metrics_after_a_scripted_set_of_requests(
     assert metric(text, "kapi_cache_events_total", event="loads") == 2  # the listing, and the missing one
     assert metric(text, "kapi_rate_limit_decisions_total", policy="default", decision="refused") == 1
     assert metric(text, "kapi_token_rejections_total", reason="malformed") == 1
+    assert metric(text, "kapi_token_rejections_total", reason="not_canonical") == 1
     assert metric(text, "kapi_token_rejections_total", reason="revoked") == 1
     assert metric(text, "kapi_redis_round_trip_seconds_count") > 3
     assert metric(text, "kapi_redis_script_calls_total") > 5
