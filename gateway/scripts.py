@@ -264,11 +264,21 @@ class ScriptSet:
         return self._scripts
 
 
+def shipped_scripts() -> list[str]:
+    """The names of the scripts the package runs, sorted: every ``gateway/lua/*.lua`` but the libraries
+    (files whose first line says ``-- Library:``), which only exist inside the scripts that include them
+    and so are never loaded into Redis under their own name."""
+    names = []
+    for path in files("gateway").joinpath("lua").iterdir():
+        if path.name.endswith(".lua") and not path.read_text(encoding="utf-8").startswith("-- Library:"):
+            names.append(path.name.removesuffix(".lua"))
+    return sorted(names)
+
+
 async def scripts_loaded(client: Any, names: Sequence[str] | None = None) -> dict[str, bool]:
     """Whether Redis has each of the gateway's scripts cached (they load themselves on first use;
-    for troubleshooting). ``names`` defaults to every script the package ships."""
+    for troubleshooting). ``names`` defaults to every script the package runs (``shipped_scripts``)."""
     if names is None:
-        shipped = files("gateway").joinpath("lua").iterdir()
-        names = sorted(path.name.removesuffix(".lua") for path in shipped if path.name.endswith(".lua"))
+        names = shipped_scripts()
     loaded = await client.script_exists(*[lua_sha(name) for name in names])
     return dict(zip(names, (bool(flag) for flag in loaded), strict=True))

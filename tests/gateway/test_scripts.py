@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-from gateway import CircuitBreaker, RateLimiter, RedisUnavailable, parse_limits
+from gateway import CircuitBreaker, RateLimiter, RedisUnavailable, parse_limits, scripts_loaded
 from gateway.scripts import lua_sha, lua_source, runner_for
 from gateway.testing import RedisServer
 from tests.conftest import redis_client
@@ -106,3 +106,14 @@ async def test_redis_py_contract(redis: Redis) -> None:
         assert await connection.can_read() is False  # nothing left over
     finally:
         await pool.release(connection)
+
+
+async def test_scripts_loaded_reports_every_script_the_gateway_runs_and_only_those(redis: Redis) -> None:
+    """With its defaults, ``scripts_loaded`` names no library file (those only exist inside the scripts
+    that include them), and once each script has run, it reports every one as loaded."""
+    before = await scripts_loaded(redis)
+    assert not {"ratelimit", "revocation", "revoke_lib", "session", "epoch"} & set(before)
+    assert {"gateway", "auth_check", "rate_limit", "revoke_all", "session_open"} <= set(before)
+    for name in before:  # what the first use of each does: EVALSHA, then the script on NOSCRIPT
+        assert await redis.script_load(lua_source(name)) == lua_sha(name)
+    assert await scripts_loaded(redis) == dict.fromkeys(before, True)
