@@ -27,11 +27,12 @@ from gateway.auth import (
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
-from gateway.breaker import REDIS_ERRORS, CircuitBreaker, RedisUnavailable
+from gateway.breaker import CircuitBreaker
 from gateway.cache import CachedFunction, CacheResult, CacheStats, Generation, cached
 from gateway.checks import GatewayMiddleware, Outcome, RequestChecks
 from gateway.clientip import ClientAddress
 from gateway.epoch import DataLossEpoch
+from gateway.errors import REDIS_ERRORS, RedisUnavailable
 from gateway.events import GatewayEvents
 from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey

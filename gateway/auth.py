@@ -16,7 +16,7 @@ from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedU
 from starlette.routing import BaseRoute
 
 from gateway.blacklist import TokenBlacklist, Verdict
-from gateway.breaker import RedisUnavailable
+from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.jwks import UnknownKey
 from gateway.problem import ProblemResponse

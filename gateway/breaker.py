@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Literal, TypeVar
 
-from redis.exceptions import RedisError
-
+from gateway.errors import REDIS_ERRORS, RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 
 T = TypeVar("T")
 State = Literal["closed", "open", "half_open"]
 
-#: What a Redis call raises when the server is down, slow or gone.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
-
 logger = logging.getLogger("gateway.redis")
-
-
-class RedisUnavailable(Exception):
-    """Redis could not be used for this call (error, timeout, or the breaker is open)."""
 
 
 class CircuitBreaker:

@@ -20,8 +20,9 @@ from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import orjson
 
-from gateway.breaker import CircuitBreaker, RedisUnavailable
+from gateway.breaker import CircuitBreaker
 from gateway.connection import resolve_client
+from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys, escape
 from gateway.nearcache import NearCache

@@ -22,16 +22,17 @@ from starlette.routing import BaseRoute
 
 from gateway.auth import Authenticator, AuthFailure, AuthRules, NeedsKey, check_blacklist
 from gateway.blacklist import TokenBlacklist, Verdict
-from gateway.breaker import RedisUnavailable
 from gateway.clientip import ClientAddress
 from gateway.connection import require_client
+from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys
 from gateway.problem import ProblemResponse
 from gateway.ratelimit.fallback import Fallback
+from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.middleware import run_limited
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
-from gateway.ratelimit.strategy import Decision, RateLimiter, decision_of, limit_args
+from gateway.ratelimit.strategy import RateLimiter, decision_of, limit_args
 from gateway.routing import EndpointResolver, is_preflight
 from gateway.scripts import ScriptSet
 from gateway.tokens import Claims, TokenVerifier

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis, RedisCluster
 
-from gateway.breaker import RedisUnavailable
+from gateway.errors import RedisUnavailable
 from gateway.types import RedisClient, RedisSource
 
 _IS_CLIENT: dict[type, bool] = {}

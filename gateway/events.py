@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.ratelimit.strategy import Decision
+    from gateway.ratelimit.limits import Decision
 
 
 class GatewayEvents:

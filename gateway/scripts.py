@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.errors import RoundTripFailed
 from gateway.events import NO_EVENTS, GatewayEvents
 
 
@@ -57,11 +58,6 @@ def nonce() -> str:
 
 
 _Call = tuple[str, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
-
-
-class RoundTripFailed(RedisConnectionError):
-    """One round trip of a batch failed; every caller in it sees the same exception object, so a
-    circuit breaker counts the round trip once, not once per caller."""
 
 
 class _Deadline:

@@ -8,10 +8,10 @@ Python face), ``policy`` (which limits a request counts against, and ``@limit`` 
 
 from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.headers import QUOTA_EXCEEDED, rate_limit_headers, too_many_requests
+from gateway.ratelimit.limits import Decision, Limit, LimitState, parse_limits
 from gateway.ratelimit.middleware import RateLimitMiddleware
-from gateway.ratelimit.parse import Limit, parse_limits
 from gateway.ratelimit.policy import Plan, Planner, Policy, PolicyChooser, RateLimits, limit
-from gateway.ratelimit.strategy import Decision, LimitState, LocalLimiter, RateLimiter
+from gateway.ratelimit.strategy import LocalLimiter, RateLimiter
 
 __all__ = [
     "QUOTA_EXCEEDED",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from gateway.problem import ProblemResponse
+from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import OnRedisError, Plan
-from gateway.ratelimit.strategy import Decision, LocalLimiter
+from gateway.ratelimit.strategy import LocalLimiter
 
 logger = logging.getLogger("gateway.ratelimit")
 

@@ -9,8 +9,8 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 
 from gateway.problem import ProblemResponse
+from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import Policy
-from gateway.ratelimit.strategy import Decision
 
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 _TRIO = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from starlette.datastructures import MutableHeaders
 from starlette.routing import BaseRoute
 
-from gateway.breaker import RedisUnavailable
 from gateway.clientip import ClientAddress
+from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.keys import Keys
 from gateway.problem import ProblemResponse
@@ -28,8 +28,9 @@ from gateway.ratelimit.headers import (
     raw_rate_limit_headers,
     too_many_requests,
 )
+from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
-from gateway.ratelimit.strategy import Decision, RateLimiter
+from gateway.ratelimit.strategy import RateLimiter
 from gateway.routing import EndpointResolver, is_preflight
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Host, Mount
 
 from gateway.clientip import ClientAddress
 from gateway.keys import Keys
-from gateway.ratelimit.parse import Limit, parse_limits
+from gateway.ratelimit.limits import Limit, parse_limits
 from gateway.routing import EndpointResolver, EndpointSet, split_endpoint
 from gateway.types import Scope
 

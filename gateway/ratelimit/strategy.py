@@ -23,35 +23,13 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
-from gateway.ratelimit.parse import Limit
+from gateway.ratelimit.limits import Decision, Limit, LimitState
 from gateway.scripts import ScriptSet
 from gateway.types import RedisSource
-
-
-class LimitState(NamedTuple):
-    """One limit after a hit: requests ``remaining`` in its window, and ``reset`` whole seconds (≥ 1)
-    until a slot frees up (for an exhausted limit: until a request could pass)."""
-
-    limit: Limit
-    remaining: int
-    reset: int
-
-
-class Decision(NamedTuple):
-    """Whether a request was admitted, and the state of each of its policy's limits after it."""
-
-    admitted: bool
-    states: tuple[LimitState, ...]
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds until every exhausted limit lets a request through again."""
-        return max((s.reset for s in self.states if s.remaining == 0), default=1)
-
 
 #: Sub-windows per window: a unit frees at most window / BUCKETS late; state grows 4 bytes per sub-window.
 BUCKETS = 20

@@ -8,7 +8,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway import GatewayEvents
-from gateway.breaker import CircuitBreaker, RedisUnavailable
+from gateway.breaker import CircuitBreaker
+from gateway.errors import RedisUnavailable
 
 pytestmark = pytest.mark.anyio
 

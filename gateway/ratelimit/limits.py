@@ -1,4 +1,6 @@
-"""Rate-limit expressions: ``"100/hour"``, ``"5/2second"``, ``"10/second;100/hour"``."""
+"""The rate limiter's values: ``Limit`` and its expressions (``"100/hour"``, ``"5/2second"``,
+``"10/second;100/hour"``), and what a hit decides (``LimitState``, ``Decision``). Imports nothing from
+the gateway, so any module may name these types."""
 
 from __future__ import annotations
 
@@ -40,3 +42,24 @@ def parse_limits(text: str) -> tuple[Limit, ...]:
     if not limits:
         raise ValueError("no rate limit given")
     return tuple(limits)
+
+
+class LimitState(NamedTuple):
+    """One limit after a hit: requests ``remaining`` in its window, and ``reset`` whole seconds (≥ 1)
+    until a slot frees up (for an exhausted limit: until a request could pass)."""
+
+    limit: Limit
+    remaining: int
+    reset: int
+
+
+class Decision(NamedTuple):
+    """Whether a request was admitted, and the state of each of its policy's limits after it."""
+
+    admitted: bool
+    states: tuple[LimitState, ...]
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until every exhausted limit lets a request through again."""
+        return max((s.reset for s in self.states if s.remaining == 0), default=1)
