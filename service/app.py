@@ -20,27 +20,43 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from gateway import (
+    HMAC_ALGORITHMS,
     AuthRules,
     BodyLimitMiddleware,
+    CircuitBreaker,
+    ClientAddress,
     EndpointResolver,
     GatewayMiddleware,
     HeaderLimitMiddleware,
+    JwksKeySet,
+    Keys,
+    KeySet,
+    NearCache,
+    OtpStore,
     Policy,
     PolicyChooser,
     ProblemResponse,
+    RateLimiter,
     RateLimits,
     RedisUnavailable,
     Scope,
+    SessionStore,
+    TokenBlacklist,
+    TokenIssuer,
+    TokenVerifier,
 )
 from service import auth, db, diagnostics, docs, listings, metrics
-from service.metrics import MetricsMiddleware
+from service.accesslog import AccessLog
+from service.catalog import LISTING_PREFIX, Listings
+from service.metrics import Metrics, MetricsMiddleware
 from service.openapi import build_openapi
 from service.otp_sender import LogOtpSender, OtpSender
 from service.redis_client import create_redis, describe
 from service.responses import JSON
 from service.settings import Settings
 from service.shortcut import RouteShortcut
-from service.state import Kapi
+from service.signin import SignIn
+from service.state import Connections, Kapi
 
 logger = logging.getLogger("service")
 
@@ -235,6 +251,104 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return ProblemResponse(500, "The server could not complete this request; it has been logged.")
 
 
+def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi:
+    """The object graph of one app, built in one place: every part gets what it uses explicitly. The
+    Redis client and the database come later, with the lifespan (``Kapi.connections``)."""
+    connections = Connections()
+    redis = connections.current_redis
+    metrics = Metrics()
+    keys = Keys(settings.key_prefix, cluster=settings.redis_mode == "cluster")
+    breaker = CircuitBreaker(events=metrics)
+    secret = str(settings.jwt_secret)
+    previous = [str(key) for key in settings.jwt_previous_secrets]
+    signing = KeySet(secret, algorithm=settings.jwt_algorithm, previous=previous)
+    verifying = signing
+    if settings.jwt_public_key and settings.jwt_algorithm not in HMAC_ALGORITHMS:
+        # Tokens minted elsewhere, verified with the public key given (ours as well as before).
+        verifying = KeySet(str(settings.jwt_public_key), algorithm=settings.jwt_algorithm, previous=[secret, *previous])
+    verifier = TokenVerifier(
+        keys=verifying,
+        jwks=JwksKeySet(settings.jwt_jwks_url, algorithm=settings.jwt_jwks_algorithm)
+        if settings.jwt_jwks_url
+        else None,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+        max_lifetime=settings.jwt_max_lifetime,
+    )
+    issuer = TokenIssuer(
+        keys=signing,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    sessions = SessionStore(
+        redis, keys=keys, ttl=settings.session_ttl, refresh_grace=settings.refresh_reuse_grace, breaker=breaker
+    )
+    blacklist = TokenBlacklist(
+        redis,
+        keys=keys,
+        leeway=settings.jwt_leeway,
+        max_lifetime=settings.jwt_max_lifetime,
+        sessions=sessions,
+        breaker=breaker,
+    )
+    otp = OtpStore(
+        redis, secret=b"otp:" + secret.encode(), keys=keys, max_failures=settings.otp_max_failures, breaker=breaker
+    )
+    limiter = RateLimiter(redis, breaker=breaker)
+    logs_info = settings.log_level in ("DEBUG", "INFO")  # an access line is an INFO record
+    near = (
+        NearCache(
+            redis=redis,
+            prefixes=[keys(LISTING_PREFIX)],
+            max_entries=settings.near_cache_max_entries,
+            max_bytes=settings.near_cache_max_bytes,
+            max_age=settings.near_cache_max_age,
+            events=metrics,
+        )
+        if settings.near_cache
+        else None
+    )
+    return Kapi(
+        settings=settings,
+        connections=connections,
+        otp_sender=otp_sender or LogOtpSender(reveal_code=False),
+        metrics=metrics,
+        keys=keys,
+        breaker=breaker,
+        verifier=verifier,
+        issuer=issuer,
+        sessions=sessions,
+        blacklist=blacklist,
+        otp=otp,
+        limiter=limiter,
+        client_ip=ClientAddress(settings.trusted_proxies),
+        sign_in=SignIn(
+            issuer=issuer,
+            sessions=sessions,
+            limiter=limiter,
+            keys=keys,
+            database=connections.require_database,
+            send_budget=settings.otp_send_budget,
+        ),
+        access_log=AccessLog(json=settings.production) if settings.access_log and logs_info else None,
+        near=near,
+        listings=Listings(
+            redis=redis,
+            database=connections.require_database,
+            keys=keys,
+            breaker=breaker,
+            events=metrics,
+            near=near,
+            cache_ttl=settings.cache_ttl,
+            miss_ttl=settings.cache_miss_ttl,
+            search_ttl=settings.search_cache_ttl,
+        ),
+    )
+
+
 def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None = None) -> Starlette:
     """The service as an ASGI app; ``settings`` default to the environment and ``.env``."""
     settings = settings or Settings.from_environ()
@@ -243,13 +357,14 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             "OTP_TEST_NUMBERS is set in production: %d number(s) sign in with a fixed code and receive no SMS",
             len(settings.otp_test_numbers),
         )
-    kapi = Kapi(settings=settings, otp_sender=otp_sender or LogOtpSender(reveal_code=not settings.production))
+    kapi = assemble(settings, otp_sender=otp_sender or LogOtpSender(reveal_code=not settings.production))
+    connections = kapi.connections
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        kapi.redis = create_redis(settings)
+        connections.redis = redis = create_redis(settings)
         logger.info("redis: %s", describe(settings))
-        kapi.database = await db.connect(settings.database_url)
+        connections.database = database = await db.connect(settings.database_url)
         try:
             await kapi.blacklist.epoch.ensure()
         except RedisUnavailable:
@@ -268,9 +383,9 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             if kapi.access_log is not None:
                 kapi.access_log.flush()
             kapi.metrics.flush()
-            await db.disconnect(kapi.database)
-            await kapi.redis.aclose()
-            kapi.database = kapi.redis = None
+            await db.disconnect(database)
+            await redis.aclose()
+            connections.database = connections.redis = None
 
     routes = build_routes(settings)
     app = Starlette(

@@ -1,25 +1,21 @@
-"""Phone sign-in, tokens and sessions: ``/auth/*``."""
+"""Phone sign-in, tokens and sessions: the ``/auth/*`` handlers and their routes (the logic is
+``service.signin``)."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-import phonenumbers
-from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import (
-    Decision,
     InvalidToken,
-    LocalLimiter,
     OtpCheck,
-    Policy,
     ProblemResponse,
     RedisUnavailable,
     Rotation,
@@ -28,119 +24,17 @@ from gateway import (
     Verdict,
     bearer_token,
     challenge,
-    new_id,
     too_many_requests,
 )
 from service.responses import JSON, parse_body, validation_problem
+from service.schemas import OtpRequest, PhoneLogin, RefreshRequest
+from service.signin import OTP_PER_PHONE, accepted_phone
 from service.state import Kapi
-from service.users import UserStore
-
-#: The per-number limit on code requests (the number is in the body: the gateway cannot see it).
-OTP_PER_PHONE = Policy.of("otp-phone", "5/hour")
-
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
-
-
-class OtpRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    phone: Phone
-
-
-class PhoneLogin(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    phone: Phone
-    code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-
-
-class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: str
-    expires_in: int
-    refresh_token: str
-
-
-class SessionOut(BaseModel):
-    session_id: str
-    created_at: str
-    last_seen: str
-    ip: str
-    user_agent: str
-    current: bool
-
-
-class SessionList(BaseModel):
-    sessions: list[SessionOut]
-
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def normalise_phone(raw: str, region: str = "TR") -> str | None:
-    """E.164 (``+905551234567``), or None when it is not a valid number."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def accepted_phone(raw: str, test_numbers: Mapping[str, str]) -> str | None:
-    """E.164, or the number exactly as listed in ``OTP_TEST_NUMBERS``, or None."""
-    return normalise_phone(raw) or (raw if raw in test_numbers else None)
-
-
 logger = logging.getLogger("service.auth")
-
-
-class SignIn:
-    """Phone sign-in's logic over the gateway's parts: codes, their limits, logins."""
-
-    def __init__(self, kapi: Kapi) -> None:
-        self.kapi = kapi
-        self.send_budget = Policy("otp-send-budget", kapi.settings.otp_send_budget)
-
-    @property
-    def users(self) -> UserStore:
-        return UserStore(self.kapi.require_database())
-
-    async def open_session(self, user_id: str, *, ip: str, user_agent: str) -> TokenPair:
-        """A new login: a session id, a token pair sharing it, and the session recorded in Redis."""
-        kapi = self.kapi
-        session_id = new_id()
-        pair = kapi.issuer.issue_pair(user_id, session_id=session_id)
-        await kapi.sessions.open(user_id, session_id, refresh_jti=pair.refresh["jti"], ip=ip, user_agent=user_agent)
-        return pair
-
-    async def limit_phone(self, phone: str) -> ProblemResponse | None:
-        """``POST /auth/otp``'s per-number limit: 429 once a number has asked for 5 codes in an hour."""
-        key = self.kapi.keys.owned("rate_limit", self.kapi.keys.client("phone", phone), "POST /auth/otp")
-        decision = await self._hit(key, OTP_PER_PHONE)
-        return None if decision.admitted else too_many_requests(OTP_PER_PHONE, decision)
-
-    async def spend_send_budget(self) -> bool:
-        """One code from the global budget (``OTP_SEND_BUDGET``, all numbers together): False once it
-        is spent, which is how SMS pumping shows itself."""
-        return (await self._hit(self.kapi.keys("rate_limit:otp_send_budget"), self.send_budget)).admitted
-
-    async def _hit(self, key: str, policy: Policy) -> Decision:
-        try:
-            return await self.kapi.limiter.hit(key, policy.limits)
-        except RedisUnavailable:  # without Redis, this process counts alone
-            return self._local.hit(key, policy.limits)
-
-    @functools.cached_property
-    def _local(self) -> LocalLimiter:
-        return LocalLimiter()
 
 
 def rfc3339(seconds: float) -> str:
@@ -186,9 +80,9 @@ async def request_otp(request: Request) -> Response:
     phone = accepted_phone(body.phone, kapi.settings.otp_test_numbers)
     if phone is None:
         return bad_phone()
-    limited = await kapi.sign_in.limit_phone(phone)
-    if limited is not None:
-        return limited
+    decision = await kapi.sign_in.limit_phone(phone)
+    if not decision.admitted:
+        return too_many_requests(OTP_PER_PHONE, decision)
     fixed = kapi.settings.otp_test_numbers.get(phone)
     code = fixed or kapi.otp.new_code()
     try:

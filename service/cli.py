@@ -92,23 +92,24 @@ def load_settings() -> Settings:
 
 async def _mint(phone: str) -> str:
     from service import db
-    from service.auth import accepted_phone
+    from service.app import assemble
     from service.redis_client import create_redis
-    from service.state import Kapi
+    from service.signin import accepted_phone
 
     settings = load_settings()
     normalised = accepted_phone(phone, settings.otp_test_numbers)
     if normalised is None:
         raise SystemExit(f"kapi: {phone!r} is not a valid phone number")
-    kapi = Kapi(settings=settings)
-    kapi.redis = create_redis(settings)
-    kapi.database = await db.connect(settings.database_url)
+    kapi = assemble(settings)
+    connections = kapi.connections
+    connections.redis = redis = create_redis(settings)
+    connections.database = database = await db.connect(settings.database_url)
     try:
         user_id = await kapi.sign_in.users.get_or_create(normalised)
         pair = await kapi.sign_in.open_session(user_id, ip="127.0.0.1", user_agent="python -m service token")
     finally:
-        await db.disconnect(kapi.database)
-        await kapi.redis.aclose()
+        await db.disconnect(database)
+        await redis.aclose()
     return pair.access_token
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from service import auth, schemas
+from service import schemas
 from service.schemas import PRICE_PATTERN
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
@@ -22,11 +22,11 @@ _SCHEMAS: tuple[type[BaseModel], ...] = (
     schemas.CacheProbeWrite,
     schemas.CacheProbe,
     schemas.RedisStatus,
-    auth.OtpRequest,
-    auth.PhoneLogin,
-    auth.RefreshRequest,
-    auth.TokenResponse,
-    auth.SessionList,
+    schemas.OtpRequest,
+    schemas.PhoneLogin,
+    schemas.RefreshRequest,
+    schemas.TokenResponse,
+    schemas.SessionList,
 )
 
 

@@ -186,3 +186,47 @@ class RedisStatus(BaseModel):
     status: str
     redis_version: str | None
     ping_ms: float
+
+
+# Sign-in and sessions (/auth/*).
+
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
+
+
+class OtpRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+
+
+class PhoneLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+    code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    created_at: str
+    last_seen: str
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from gateway.testing import RedisServer
 from service import search
 from service.app import create_app
-from service.listings import Listings
+from service.catalog import Listings
 from service.store import ListingQuery
 from tests.conftest import bearer, login, make_settings, postgres_database, serve
 
