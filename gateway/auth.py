@@ -20,7 +20,7 @@ from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.jwks import UnknownKey
 from gateway.problem import ProblemResponse
-from gateway.routing import EndpointResolver, EndpointSet, is_preflight
+from gateway.routing import EndpointResolver, EndpointSet, is_preflight, resolver_for
 from gateway.tokens import Claims, InvalidToken, TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -233,9 +233,10 @@ def check_blacklist(verifier: TokenVerifier, blacklist: TokenBlacklist | None) -
 class AuthMiddleware:
     """Bearer JWT authentication with a Redis blacklist, for any ASGI app. ``routes`` (a
     Starlette/FastAPI app's ``app.routes``) or ``patterns`` (``"GET /items/{item_id}"``) name the route
-    templates that ``rules`` refer to. With ``blacklist``, each token is checked for revocation in
-    Redis (one round trip). CORS preflights pass through untouched. For authentication and rate
-    limiting in one round trip, use ``gateway.GatewayMiddleware``."""
+    templates that ``rules`` refer to (or ``resolver``, the app's one ``EndpointResolver``). With
+    ``blacklist``, each token is checked for revocation in Redis (one round trip). CORS preflights
+    pass through untouched. For authentication and rate limiting in one round trip, use
+    ``gateway.GatewayMiddleware``."""
 
     def __init__(
         self,
@@ -246,11 +247,12 @@ class AuthMiddleware:
         rules: AuthRules | None = None,
         routes: Sequence[BaseRoute] = (),
         patterns: Iterable[str] = (),
+        resolver: EndpointResolver | None = None,
         events: GatewayEvents | None = None,
     ) -> None:
         check_blacklist(verifier, blacklist)
         self.app = app
-        self.authenticator = Authenticator(verifier, rules or AuthRules(), EndpointResolver(routes, patterns=patterns))
+        self.authenticator = Authenticator(verifier, rules or AuthRules(), resolver_for(resolver, routes, patterns))
         self.blacklist = blacklist
         self.events = events or NO_EVENTS
 

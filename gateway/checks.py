@@ -33,7 +33,7 @@ from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.middleware import run_limited
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
 from gateway.ratelimit.strategy import RateLimiter, decision_of, limit_args
-from gateway.routing import EndpointResolver, is_preflight
+from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.scripts import ScriptSet
 from gateway.tokens import Claims, TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
@@ -114,7 +114,8 @@ class RequestChecks:
 class GatewayMiddleware:
     """Authentication (``auth``: what is public, what ignores tokens, fail-open) and rate limiting
     (``limits``) for any ASGI app, in one Redis round trip per request. ``routes`` (a
-    Starlette/FastAPI app's ``app.routes``) or ``patterns`` name the route templates both refer to;
+    Starlette/FastAPI app's ``app.routes``) or ``patterns`` name the route templates both refer to (or
+    ``resolver``, the app's one ``EndpointResolver`` shared with its other layers);
     ``keys``, ``client_address`` and ``events`` as for the parts. CORS preflights pass through."""
 
     def __init__(
@@ -128,12 +129,13 @@ class GatewayMiddleware:
         limits: RateLimits | None = None,
         routes: Sequence[BaseRoute] = (),
         patterns: Iterable[str] = (),
+        resolver: EndpointResolver | None = None,
         keys: Keys | None = None,
         client_address: ClientAddress | None = None,
         events: GatewayEvents | None = None,
     ) -> None:
         check_blacklist(verifier, blacklist)
-        resolver = EndpointResolver(routes, patterns=patterns)
+        resolver = resolver_for(resolver, routes, patterns)
         rules = limits or RateLimits()
         self.app = app
         self.events = events or NO_EVENTS

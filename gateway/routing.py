@@ -11,14 +11,15 @@ paths is one budget (one Redis key) per client, not 10,000.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
-from starlette.routing import BaseRoute, Host, Match, Mount, compile_path
+from starlette.routing import BaseRoute, Host, Match, Mount, Route, compile_path
 
 from gateway.types import Scope
 
+#: Where the resolver keeps its ``Resolution`` of a request, so every later layer reuses it.
 SCOPE_KEY = "gateway.endpoint"
-KNOWN_KEY = "gateway.endpoint_known"
 
 #: The endpoint of every request that matches no route or pattern.
 UNMATCHED = "unmatched"
@@ -27,17 +28,60 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY"})
 
 
+class Resolution(NamedTuple):
+    """What the resolver decided for one request.
+
+    ``endpoint`` is ``"METHOD template"`` (or :data:`UNMATCHED`); ``known`` says a route or pattern
+    serves both path and method (else the app answers 404 or 405); ``route`` is the route that does,
+    when it is a plain ``Route`` at the top level, with its raw path parameters in ``params``, so a
+    layer may hand the request straight to it without matching again (``None`` otherwise)."""
+
+    endpoint: str
+    known: bool
+    route: Route | None = None
+    params: dict[str, str] | None = None
+
+    def child_scope(self, scope: Scope) -> dict[str, Any]:
+        """What Starlette's router would add to ``scope`` for ``route`` (``endpoint``, ``path_params``)."""
+        route = self.route
+        if route is None or self.params is None:
+            raise ValueError("no route to hand the request to")
+        params = dict(scope.get("path_params", {}))
+        for name, value in self.params.items():
+            params[name] = route.param_convertors[name].convert(value)
+        return {"endpoint": route.endpoint, "path_params": params}
+
+
+_UNMATCHED = Resolution(UNMATCHED, False)
+
+
+def walk(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str, BaseRoute]]:
+    """Every ``(method, template, route)`` these routes serve, through ``Mount`` and ``Host``
+    (``"*"``: any method, as a ``Mount`` or a route without methods serves). The one walk over a
+    route table that every part of the gateway uses."""
+    for route in routes:
+        path = prefix + str(getattr(route, "path", ""))
+        if isinstance(route, Mount):
+            yield "*", path, route
+            yield from walk(route.routes, path)
+        elif isinstance(route, Host):
+            yield from walk(route.routes, prefix)
+        else:
+            for method in getattr(route, "methods", None) or ("*",):
+                yield method, path, route
+
+
 class EndpointResolver:
     """Resolves requests to endpoints, from ``routes`` (a Starlette/FastAPI ``app.routes``) and/or
-    ``patterns`` (``"GET /items/{item_id}"``, or ``"/health"`` for any method)."""
+    ``patterns`` (``"GET /items/{item_id}"``, or ``"/health"`` for any method).
 
-    def __init__(
-        self,
-        routes: Sequence[BaseRoute] = (),
-        *,
-        patterns: Iterable[str] = (),
-        cache_size: int = 4096,
-    ) -> None:
+    Build one per app and give it to every layer that needs it (``resolver=``): the first to ask
+    resolves the request and keeps the ``Resolution`` in ``scope["gateway.endpoint"]``; the others
+    read it. A plain ``Route`` is matched by its compiled pattern alone; anything else (``Mount``,
+    ``Host``) by Starlette's own ``matches``. Nothing is cached per path, so every new path (a new
+    listing id) costs the same few microseconds."""
+
+    def __init__(self, routes: Sequence[BaseRoute] = (), *, patterns: Iterable[str] = ()) -> None:
         self.routes = list(routes)
         if isinstance(patterns, str):
             raise TypeError("patterns must be a list of endpoint strings, not one string")
@@ -46,54 +90,86 @@ class EndpointResolver:
             method, template = split_endpoint(pattern)
             regex, _, _ = compile_path(template)
             self.patterns.append((method, regex, template))
-        self.cache_size = cache_size
-        self._cache: dict[tuple[str, str], tuple[str, bool]] = {}
+        #: The routes in order: a plain ``Route`` as (path regex, methods, template, route), matched by
+        #: its regex alone; anything else (``Mount``, ``Host``) as (None, None, "", route), by Starlette.
+        self._table: list[tuple[re.Pattern[str] | None, frozenset[str] | None, str, BaseRoute]] = []
+        for route in self.routes:
+            if type(route) is Route:
+                methods = frozenset(route.methods) if route.methods else None
+                self._table.append((route.path_regex, methods, route.path, route))
+            else:
+                self._table.append((None, None, "", route))
 
     @property
     def routed(self) -> bool:
         """Whether the resolver knows any templates (else every request is :data:`UNMATCHED`)."""
         return bool(self.routes or self.patterns)
 
-    def resolve(self, scope: Scope) -> str:
-        """``"METHOD template"`` for this request (remembered in the scope for later layers)."""
-        endpoint: str | None = scope.get(SCOPE_KEY)
-        if endpoint is not None:
-            return endpoint
-        key = (scope["method"], scope["path"])
-        found = self._cache.get(key)
+    def resolution(self, scope: Scope) -> Resolution:
+        """This request's ``Resolution`` (resolved once per request, kept in the scope)."""
+        found: Resolution | None = scope.get(SCOPE_KEY)
         if found is None:
-            found = self._match(scope)
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[key] = found
-        scope[SCOPE_KEY], scope[KNOWN_KEY] = found
-        return found[0]
+            found = scope[SCOPE_KEY] = self._match(scope)
+        return found
+
+    def resolve(self, scope: Scope) -> str:
+        """``"METHOD template"`` for this request."""
+        return self.resolution(scope).endpoint
 
     def is_known(self, scope: Scope) -> bool:
         """Whether a route or pattern matched path and method (else the app answers 404 or 405)."""
-        self.resolve(scope)
-        return bool(scope[KNOWN_KEY])
+        return self.resolution(scope).known
 
-    def _match(self, scope: Scope) -> tuple[str, bool]:
+    def _match(self, scope: Scope) -> Resolution:
         """A route that matches path and method is "known"; one that matches only the path still
         names the endpoint (``"PUT /listings/{listing_id}"``), but the app will answer 405."""
         method = scope["method"]
         if method not in METHODS:
-            return UNMATCHED, False
-        as_get = {**scope, "method": "GET"} if method == "HEAD" else scope
+            return _UNMATCHED
         named = "GET" if method == "HEAD" else method
-        found = _match_routes(self.routes, as_get, "")
-        if found is not None:
-            return f"{named} {found[0]}", found[1]
+        path = _route_path(scope)
+        partial: Resolution | None = None
+        for regex, methods, template, route in self._table:
+            if regex is None:  # Mount, Host, ...: Starlette's own matching
+                as_get = {**scope, "method": "GET"} if method == "HEAD" else scope
+                found = _match_routes([route], as_get, "")
+                if found is None:
+                    continue
+                if found[1]:
+                    return Resolution(f"{named} {found[0]}", True)
+                partial = partial or Resolution(f"{named} {found[0]}", False)
+                continue
+            match = regex.match(path)
+            if match is None:
+                continue
+            if methods is None or named in methods:
+                assert isinstance(route, Route)
+                return Resolution(f"{named} {template}", True, route, match.groupdict())
+            partial = partial or Resolution(f"{named} {template}", False)
+        if partial is not None:
+            return partial
         for wanted, regex, template in self.patterns:
             if wanted in ("*", named) and regex.match(scope["path"]):
-                return f"{named} {template}", True
-        return UNMATCHED, False
+                return Resolution(f"{named} {template}", True)
+        return _UNMATCHED
+
+    def allowed_methods(self, scope: Scope) -> list[str]:
+        """Every method some route serves at this request's path (for a 405's ``Allow``)."""
+        methods: set[str] = set()
+        for _, _, route in walk(self.routes):
+            if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
+                methods |= route.methods  # PARTIAL: the path matches, the method does not
+        return sorted(methods)
+
+    def serves_path(self, scope: Scope, path: str) -> bool:
+        """Whether some route matches ``path`` (any method) in this request's context."""
+        probe = {**scope, "path": path}
+        probe.pop(SCOPE_KEY, None)
+        return any(route.matches(probe)[0] is not Match.NONE for route in self.routes)
 
     def templates(self) -> set[tuple[str, str]]:
         """Every ``(method, template)`` the routes and patterns serve (``"*"``: any method)."""
-        found: set[tuple[str, str]] = set()
-        _collect(self.routes, "", found)
+        found = {(method, template) for method, template, _ in walk(self.routes)}
         for method, _, template in self.patterns:
             found.add((method, template))
         return found
@@ -114,18 +190,28 @@ class EndpointResolver:
                 raise ValueError(f"{option}: {endpoint!r} matches no route of the app")
 
 
-def _collect(routes: Sequence[BaseRoute], prefix: str, found: set[tuple[str, str]]) -> None:
-    for route in routes:
-        path = prefix + str(getattr(route, "path", ""))
-        if isinstance(route, Mount):
-            found.add(("*", path))
-            _collect(route.routes, path, found)
-        elif isinstance(route, Host):
-            _collect(route.routes, prefix, found)
-        else:
-            methods = getattr(route, "methods", None)
-            for method in methods or ("*",):
-                found.add((method, path))
+def resolver_for(
+    resolver: EndpointResolver | None, routes: Sequence[BaseRoute], patterns: Iterable[str]
+) -> EndpointResolver:
+    """A middleware's resolver: the app's shared one (``resolver=``), or one of its own from ``routes``
+    and ``patterns``; never both, which would be two descriptions of one app."""
+    if resolver is None:
+        return EndpointResolver(routes, patterns=patterns)
+    if routes or patterns:
+        raise ValueError("give resolver= or routes=/patterns=, not both")
+    return resolver
+
+
+def _route_path(scope: Scope) -> str:
+    """The path a route matches against: ``path`` less the app's ``root_path`` when it starts with it
+    (what Starlette's router does for every route since 0.33)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 def _match_routes(routes: Sequence[BaseRoute], scope: Scope, prefix: str) -> tuple[str, bool] | None:
@@ -190,4 +276,7 @@ class EndpointSet:
         return endpoint in self.exact or endpoint.partition(" ")[2] in self.any_method
 
 
-__all__ = ["METHODS", "UNMATCHED", "EndpointResolver", "EndpointSet", "is_preflight", "split_endpoint"]
+__all__ = [
+    "METHODS", "SCOPE_KEY", "UNMATCHED", "EndpointResolver", "EndpointSet", "Resolution", "is_preflight",
+    "split_endpoint", "walk",
+]  # fmt: skip

@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Route
 
 from gateway import (
     HMAC_ALGORITHMS,
@@ -92,7 +92,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
     return routes
 
 
-def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) -> list[Middleware]:
+def build_middleware(settings: Settings, kapi: Kapi, resolver: EndpointResolver) -> list[Middleware]:
     """The gateway stack, outermost first: every request passes these before the router. (No
     ErrorBoundaryMiddleware: inside Starlette, the ``Exception`` handler below answers a bug with the
     same problem+json 500.) CORS, when configured, sits outside the gateway: a preflight carries no
@@ -115,7 +115,7 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
         Middleware(
             MetricsMiddleware,
             metrics=kapi.metrics,
-            resolver=EndpointResolver(routes),
+            resolver=resolver,
             request_ids=True,
             access_log=kapi.access_log,
         ),
@@ -136,12 +136,12 @@ def build_middleware(settings: Settings, kapi: Kapi, routes: list[BaseRoute]) ->
                 on_redis_error=settings.rate_limit_on_redis_error,
                 shadow=settings.rate_limit_shadow,
             ),
-            routes=routes,
+            resolver=resolver,
             keys=kapi.keys,
             client_address=kapi.client_ip,
             events=kapi.metrics,
         ),
-        Middleware(RouteShortcut, routes=routes, endpoints=["GET /listings/{listing_id}"]),
+        Middleware(RouteShortcut, resolver=resolver, endpoints=["GET /listings/{listing_id}"]),
     ]
 
 
@@ -196,17 +196,17 @@ async def http_problem(request: Request, exc: Exception) -> Response:
     detail = exc.detail if exc.detail else "The request could not be served."
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
-        location = slash_redirect(request.app.routes, request.scope)
+        location = slash_redirect(request.app.state.resolver, request.scope)
         if location is not None:
             return Response(status_code=307, headers={"Location": location})
         detail = f"Nothing here: {request.url.path[:200]}"
     if exc.status_code == 405:
         # Starlette names the methods of the first route that matched the path; list every route's.
-        headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
+        headers["Allow"] = ", ".join(request.app.state.resolver.allowed_methods(request.scope))
     return ProblemResponse(exc.status_code, detail, headers=headers)
 
 
-def slash_redirect(routes: list[BaseRoute], scope: Scope) -> str | None:
+def slash_redirect(resolver: EndpointResolver, scope: Scope) -> str | None:
     """Where ``/listings/1/`` should go (``/listings/1``, and the reverse), as a relative reference
     (RFC 9110 §10.2.2), or None. Starlette's own slash redirect builds an absolute URL from the
     request's ``Host`` header, which a client chooses: behind a cache that does not key on ``Host``,
@@ -215,9 +215,7 @@ def slash_redirect(routes: list[BaseRoute], scope: Scope) -> str | None:
     if path == "/":
         return None
     other = path[:-1] if path.endswith("/") else path + "/"
-    if other.startswith("//") or not any(
-        route.matches({**scope, "path": other})[0] is not Match.NONE for route in routes
-    ):
+    if other.startswith("//") or not resolver.serves_path(scope, other):
         return None  # ("//host" would be a reference to another host)
     raw: bytes = scope.get("raw_path") or b""
     if path.endswith("/"):
@@ -227,15 +225,6 @@ def slash_redirect(routes: list[BaseRoute], scope: Scope) -> str | None:
     if scope.get("query_string"):
         location += "?" + scope["query_string"].decode("latin-1")
     return location
-
-
-def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
-    """Every method some route serves at this request's path (HEAD wherever GET is)."""
-    methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
-            methods |= route.methods  # PARTIAL: the path matches, the method does not
-    return sorted(methods)
 
 
 async def database_error(request: Request, exc: Exception) -> Response:
@@ -388,9 +377,10 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             connections.database = connections.redis = None
 
     routes = build_routes(settings)
+    resolver = EndpointResolver(routes)  # the app's one resolver, shared by every layer
     app = Starlette(
         routes=routes,
-        middleware=build_middleware(settings, kapi, routes),
+        middleware=build_middleware(settings, kapi, resolver),
         exception_handlers={
             HTTPException: http_problem,
             sqlite3.OperationalError: database_error,
@@ -400,6 +390,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
     )
     app.router.redirect_slashes = False  # see slash_redirect
     app.state.kapi = kapi
+    app.state.resolver = resolver
     app.state.settings = settings
     app.state.metrics = kapi.metrics
     app.state.openapi = build_openapi(routes)

@@ -31,7 +31,7 @@ from gateway.ratelimit.headers import (
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
 from gateway.ratelimit.strategy import RateLimiter
-from gateway.routing import EndpointResolver, is_preflight
+from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("gateway.ratelimit")
@@ -77,7 +77,8 @@ def user_id_of(scope: Scope) -> str | None:
 class RateLimitMiddleware:
     """Rate limiting by ``limits`` (a ``RateLimits``: default, overrides, exemptions, a per-request
     chooser, what to do while Redis is away). ``routes`` (a Starlette/FastAPI app's ``app.routes``)
-    or ``patterns`` (``"GET /items/{item_id}"``) name the route templates; limits declared on routes
+    or ``patterns`` (``"GET /items/{item_id}"``) name the route templates (or ``resolver``, the app's one
+    ``EndpointResolver``); limits declared on routes
     with ``@limit(...)`` are found through ``routes``. ``keys`` puts a prefix before the keys;
     ``client_address`` says whose ``X-Forwarded-For`` to believe. Place it after the authentication
     middleware, which sets ``scope["user"]`` (or use ``GatewayMiddleware`` for both in one round trip)."""
@@ -90,6 +91,7 @@ class RateLimitMiddleware:
         limits: RateLimits | None = None,
         routes: Sequence[BaseRoute] = (),
         patterns: Iterable[str] = (),
+        resolver: EndpointResolver | None = None,
         keys: Keys | None = None,
         client_address: ClientAddress | None = None,
         events: GatewayEvents | None = None,
@@ -99,7 +101,7 @@ class RateLimitMiddleware:
         rules = limits or RateLimits()
         self.planner = Planner(
             rules,
-            resolver=EndpointResolver(routes, patterns=patterns),
+            resolver=resolver_for(resolver, routes, patterns),
             keys=keys or Keys(),
             client_address=client_address or ClientAddress(),
         )

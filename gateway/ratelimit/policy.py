@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from starlette.routing import BaseRoute, Host, Mount
+from starlette.routing import BaseRoute
 
 from gateway.clientip import ClientAddress
 from gateway.keys import Keys
 from gateway.ratelimit.limits import Limit, parse_limits
-from gateway.routing import EndpointResolver, EndpointSet, split_endpoint
+from gateway.routing import EndpointResolver, EndpointSet, split_endpoint, walk
 from gateway.types import Scope
 
 OnRedisError = Literal["local", "open", "closed"]
@@ -86,26 +86,16 @@ def limit(
     return mark
 
 
-def declared_limits(routes: Sequence[BaseRoute], prefix: str = "") -> dict[str, Policy]:
+def declared_limits(routes: Sequence[BaseRoute]) -> dict[str, Policy]:
     """The policies declared with ``limit`` on the endpoints of these routes, by endpoint."""
     found: dict[str, Policy] = {}
-    for route in routes:
-        path = prefix + str(getattr(route, "path", ""))
-        if isinstance(route, Mount):
-            found.update(declared_limits(route.routes, path))
-            continue
-        if isinstance(route, Host):
-            found.update(declared_limits(route.routes, prefix))
-            continue
+    for method, path, route in walk(routes):
         declared = getattr(getattr(route, "endpoint", None), ROUTE_POLICY, None)
-        if declared is None:
+        if declared is None or method == "HEAD":  # HEAD counts against its GET route's budget
             continue
         name, policy = declared
-        for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            if method == "HEAD":
-                continue  # HEAD counts against its GET route's budget
-            endpoint = f"{method} {path}"
-            found[endpoint] = policy._replace(name=name or endpoint)
+        endpoint = f"{'GET' if method == '*' else method} {path}"
+        found[endpoint] = policy._replace(name=name or endpoint)
     return found
 
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from gateway.routing import EndpointResolver
 from service.shortcut import RouteShortcut
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def make_app(shortcut: bool) -> Starlette:
     routes = [Route("/items", other, methods=["GET"]), Route("/items/{item_id}", item, methods=["GET", "HEAD"])]
-    middleware = [Middleware(RouteShortcut, routes=routes, endpoints=["GET /items/{item_id}"])] if shortcut else []
+    resolver = EndpointResolver(routes)
+    middleware = [Middleware(RouteShortcut, resolver=resolver, endpoints=["GET /items/{item_id}"])] if shortcut else []
     return Starlette(routes=routes, middleware=middleware, exception_handlers={Exception: server_error})
 
 
@@ -63,4 +65,4 @@ async def test_a_bug_in_a_shortcut_route_reaches_the_error_handler() -> None:
 def test_an_endpoint_no_route_serves_is_refused_at_start_up() -> None:
     routes = [Route("/items/{item_id}", item, methods=["GET"])]
     with pytest.raises(ValueError, match="no route serves"):
-        RouteShortcut(other, routes=routes, endpoints=["GET /item/{item_id}"])
+        RouteShortcut(other, resolver=EndpointResolver(routes), endpoints=["GET /item/{item_id}"])
