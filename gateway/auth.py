@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.jwks import UnknownKey
 from gateway.problem import ProblemResponse
 from gateway.routing import EndpointResolver, EndpointSet, is_preflight, resolver_for
 from gateway.tokens import Claims, InvalidToken, TokenVerifier
@@ -94,13 +93,6 @@ def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
     return token
 
 
-class NeedsKey(Exception):
-    """The token names a ``kid`` that a fetch of the JWKS may bring (see ``Authenticator.authenticate``)."""
-
-    def __init__(self, kid: str | None) -> None:
-        self.kid = kid
-
-
 class AuthFailure(Exception):
     """Authentication refused the request; ``response`` is what to send, ``reason`` a metrics label."""
 
@@ -160,11 +152,10 @@ class Authenticator:
 
         return is_public
 
-    def authenticate(self, scope: Scope, *, learned: bool = False) -> Claims | None:
+    async def authenticate(self, scope: Scope) -> Claims | None:
         """The verified claims, None for an anonymous caller on a public (or token-ignoring) route,
-        or ``AuthFailure``. ``NeedsKey`` when the token names a ``kid`` its identity provider's key
-        set may not have fetched yet: ``await learn(...)`` then call again with ``learned=True``
-        (local work only otherwise: no I/O on the hot path)."""
+        or ``AuthFailure``. Local work only (no I/O on the hot path), but for a token naming a ``kid``
+        its identity provider's key set has not fetched yet (``TokenVerifier.verify_fetching``)."""
         if (self._ignored.exact or self._ignored.any_method) and self.resolver.resolve(scope) in self._ignored:
             return None
         try:
@@ -176,21 +167,12 @@ class Authenticator:
                 return None
             raise AuthFailure(challenge(None, "A bearer token is required.", realm=self.realm), "missing")
         try:
-            return self.verifier.verify(token)
-        except UnknownKey as exc:
-            if not learned and self.verifier.jwks is not None:
-                raise NeedsKey(exc.kid) from None
-            raise self.invalid(exc.description, exc.reason) from None
+            return await self.verifier.verify_fetching(token)
         except InvalidToken as exc:
             if exc.reason == "keys_unavailable":  # we cannot tell: the identity provider is away
                 response = ProblemResponse(503, exc.description, headers={"Retry-After": "5"})
                 raise AuthFailure(response, exc.reason) from None
             raise self.invalid(exc.description, exc.reason) from None
-
-    async def learn(self, need: NeedsKey) -> None:
-        """Fetch the identity provider's keys once for an unknown ``kid`` (rate-limited, shared)."""
-        if self.verifier.jwks is not None:
-            await self.verifier.jwks.learn(need.kid)
 
     def unchecked(self, exc: Exception) -> None:
         """Redis could not check a token: fail closed (``AuthFailure``, 503) unless ``fail_open``."""
@@ -262,11 +244,7 @@ class AuthMiddleware:
             return
         authenticator = self.authenticator
         try:
-            try:
-                claims = authenticator.authenticate(scope)
-            except NeedsKey as need:
-                await authenticator.learn(need)
-                claims = authenticator.authenticate(scope, learned=True)
+            claims = await authenticator.authenticate(scope)
             if claims is not None and self.blacklist is not None:
                 try:
                     authenticator.apply(await self.blacklist.verdict(claims))

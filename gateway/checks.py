@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from starlette.routing import BaseRoute
 
-from gateway.auth import Authenticator, AuthFailure, AuthRules, NeedsKey, check_blacklist
+from gateway.auth import Authenticator, AuthFailure, AuthRules, check_blacklist
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.clientip import ClientAddress
 from gateway.connection import require_client
@@ -71,11 +71,7 @@ class RequestChecks:
     async def check(self, scope: Scope) -> Outcome | ProblemResponse:
         """Raises ``AuthFailure`` for a refused token."""
         authenticator = self.authenticator
-        try:
-            claims = authenticator.authenticate(scope)
-        except NeedsKey as need:  # a key the identity provider may just have published
-            await authenticator.learn(need)
-            claims = authenticator.authenticate(scope, learned=True)
+        claims = await authenticator.authenticate(scope)
         authenticator.set_user(scope, claims)  # a policy chooser may read scope["user"]
         plan = self.planner.plan(scope, claims["sub"] if claims else None)
         decision: Decision | ProblemResponse | None = None

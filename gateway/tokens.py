@@ -22,7 +22,7 @@ from jose import jwt
 from jose.exceptions import JWTError
 
 from gateway.claims import ALGORITHMS, HMAC_ALGORITHMS, Claims, InvalidToken, TokenType
-from gateway.jwks import JwksKeySet, KeysUnavailable
+from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey
 from gateway.keyset import KeySet
 
 __all__ = ["HMAC_ALGORITHMS", "Claims", "InvalidToken", "TokenIssuer", "TokenPair", "TokenType", "TokenVerifier"]
@@ -186,6 +186,20 @@ class TokenVerifier:
         if claims["type"] != expected_type:
             raise InvalidToken("wrong_type", f"A {claims['type']} token cannot be used here; send {expected_type}.")
         return dict(claims)
+
+    async def verify_fetching(
+        self, token: str, *, expected_type: TokenType = "access", allow_expired: bool = False
+    ) -> Claims:
+        """``verify``, and when the token names a ``kid`` the identity provider's key set has not
+        fetched yet (a key it may just have published), fetch the set once (rate-limited, shared by
+        every caller) and verify again: the one place that sequence is written."""
+        try:
+            return self.verify(token, expected_type=expected_type, allow_expired=allow_expired)
+        except UnknownKey as unknown:
+            if self.jwks is None:
+                raise
+            await self.jwks.learn(unknown.kid)
+        return self.verify(token, expected_type=expected_type, allow_expired=allow_expired)
 
     def _decode(self, token: str, *, verify_exp: bool = True) -> Claims:
         if len(token) > self.max_length:

@@ -20,7 +20,6 @@ from gateway import (
     RedisUnavailable,
     Rotation,
     TokenPair,
-    UnknownKey,
     Verdict,
     bearer_token,
     challenge,
@@ -141,13 +140,7 @@ async def logout(request: Request) -> Response:
         token = bearer_token(request.scope)
         if token is None:
             return challenge(None, "A bearer token is required.")
-        try:
-            claims = kapi.verifier.verify(token, allow_expired=True)
-        except UnknownKey as unknown:  # an identity provider's key not fetched yet
-            if kapi.verifier.jwks is None:
-                raise
-            await kapi.verifier.jwks.learn(unknown.kid)
-            claims = kapi.verifier.verify(token, allow_expired=True)
+        claims = await kapi.verifier.verify_fetching(token, allow_expired=True)
     except InvalidToken as exc:
         return challenge(exc.description, exc.description)
     try:
