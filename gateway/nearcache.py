@@ -20,6 +20,10 @@ changes, deletes or lets expire, and the local copy is dropped. What holds:
   locally from the next read on.
 
 Bounded by entries and bytes (least recently used first out) and by age.
+
+The channel's RESP3 is read by ``hiredis`` (push frames included), as redis-py reads it. The
+check for waiting bytes is the POSIX ``FIONREAD`` ioctl; where there is none (Windows), the near
+cache says so once and stays off: every read goes to Redis.
 """
 
 from __future__ import annotations
@@ -27,21 +31,19 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import fcntl
 import logging
 import socket
 import ssl
-import termios
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
-from gateway import resp
 from gateway.connection import resolve_client
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.types import RedisSource
@@ -49,6 +51,7 @@ from gateway.types import RedisSource
 logger = logging.getLogger("gateway.nearcache")
 
 _READ_SIZE = 65536
+_MORE = object()  # hiredis: the frame is not all there yet (None and False are replies)
 
 
 class NearCache:
@@ -93,9 +96,11 @@ class NearCache:
         self._fd = -1
         self._plain = False
         self._waiting = array.array("i", [0])
+        self._ioctl: Callable[[int, int, array.array[int]], object] = _no_ioctl  # set by start()
+        self._fionread = 0
+        self._reader = _reader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checked = False  # the socket was checked in this turn of the event loop
-        self._buffer = bytearray()
         self._lost = asyncio.Event()
         self._armed = asyncio.Event()
         self._pong_due: float | None = None
@@ -219,12 +224,13 @@ class NearCache:
                 self._checked = True
                 self._loop.call_soon(self._next_turn)
             try:  # bytes waiting? (one ioctl; cheaper than a recv that fails with EAGAIN)
-                fcntl.ioctl(self._fd, termios.FIONREAD, self._waiting)
+                self._ioctl(self._fd, self._fionread, self._waiting)
             except OSError:
                 pass
             else:
                 if not self._waiting[0]:
                     return
+        read = False
         while True:
             try:
                 data = sock.recv(_READ_SIZE)
@@ -236,29 +242,30 @@ class NearCache:
             if not data:
                 self._reset("Redis closed the tracking connection")
                 return
-            self._buffer += data
+            self._reader.feed(data)
+            read = True
             if len(data) < _READ_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
                 break
-        if self._buffer:
+        if read:
             self._apply()
 
     def _apply(self) -> None:
-        pos = 0
-        try:
-            while pos < len(self._buffer):
-                frame, pos = resp.parse(self._buffer, pos)
-                self._on_frame(frame)
-                if self._sock is None:
-                    return
-        except resp.Incomplete:
-            pass
-        except ValueError as exc:
-            self._reset(f"unreadable data on the tracking connection: {exc}")
-            return
-        del self._buffer[:pos]
+        """Act on every whole frame the reader holds (a frame's start waits there for its end)."""
+        reader = self._reader
+        while self._sock is not None:
+            try:
+                frame = reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._reset(f"unreadable data on the tracking connection: {exc}")
+                return
+            if frame is _MORE:
+                return
+            self._on_frame(frame)
 
     def _on_frame(self, frame: Any) -> None:
-        if isinstance(frame, resp.Push):
+        # hiredis gives a RESP3 attribute as a reply of its own (a list): ignored like any other
+        # reply that is neither a PONG nor an error.
+        if isinstance(frame, hiredis.PushNotification):
             if len(frame) >= 2 and frame[0] == b"invalidate":
                 keys = frame[1]
                 if keys is None:  # FLUSHDB / FLUSHALL
@@ -271,7 +278,7 @@ class NearCache:
             return
         if frame == b"PONG":
             self._pong_due = None
-        elif isinstance(frame, resp.ResponseError):
+        elif isinstance(frame, hiredis.ReplyError):
             self._reset(f"Redis refused a tracking command: {frame}")
 
     def _count(self, event: str) -> None:
@@ -290,7 +297,6 @@ class NearCache:
         sock, self._sock = self._sock, None
         self._armed.clear()
         self._flush()
-        self._buffer.clear()
         if sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(sock.fileno())
@@ -298,6 +304,12 @@ class NearCache:
                 sock.close()
 
     async def _run(self) -> None:
+        try:
+            self._ioctl, self._fionread = _fionread()
+        except ImportError as exc:
+            self.disabled_reason = f"this platform has no FIONREAD ioctl to check the tracking connection ({exc})"
+            logger.warning("near cache off: %s", self.disabled_reason)
+            return
         delay, failing = 0.05, False
         while True:
             client = resolve_client(self._redis)
@@ -314,7 +326,7 @@ class NearCache:
                 credentials = None
                 if endpoint.credentials is not None:  # asked at every connect, in the loop (it may be async)
                     credentials = tuple(await endpoint.credentials.get_credentials_async())
-                sock = await asyncio.to_thread(self._connect, endpoint, credentials)
+                sock, reader = await asyncio.to_thread(self._connect, endpoint, credentials)
             except Exception as exc:
                 if not failing:
                     logger.warning("near cache: tracking not established (%s); retrying", exc)
@@ -323,14 +335,15 @@ class NearCache:
                 delay = min(delay * 2, 2.0)
                 continue
             delay, failing = 0.05, False
-            self._arm(sock)
+            self._arm(sock, reader)
             await self._watch(sock)
 
-    def _arm(self, sock: socket.socket) -> None:
+    def _arm(self, sock: socket.socket, reader: hiredis.Reader) -> None:
         self._flush()
         self._lost = asyncio.Event()
         self._pong_due = None
         self._sock = sock
+        self._reader = reader
         self._fd = sock.fileno()
         self._plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes: always recv
         self._loop = asyncio.get_running_loop()
@@ -338,6 +351,7 @@ class NearCache:
         self._loop.add_reader(sock.fileno(), self._readable)
         self._armed.set()
         logger.info("near cache: tracking %s", ", ".join(self.prefixes))
+        self._apply()  # what came after the handshake's replies in its last read
 
     async def _watch(self, sock: socket.socket) -> None:
         """PING the channel; a connection that stops answering is as good as lost."""
@@ -352,15 +366,18 @@ class NearCache:
                 return
             if self._pong_due is None:
                 try:
-                    sock.send(resp.encode("PING"))
+                    sock.send(_command("PING"))
                 except OSError as exc:
                     self._reset(f"the tracking connection failed: {exc}")
                     return
                 self._pong_due = now + max(self.ping_interval, self.connect_timeout)
 
-    def _connect(self, endpoint: _Endpoint, credentials: tuple[str, ...] | None) -> socket.socket:
+    def _connect(
+        self, endpoint: _Endpoint, credentials: tuple[str, ...] | None
+    ) -> tuple[socket.socket, hiredis.Reader]:
         """Open the tracking connection (blocking; run in a thread): connect (TLS as the client's own
-        connections do), HELLO 3 with the client's credentials, name it, and turn tracking on."""
+        connections do), HELLO 3 with the client's credentials, name it, and turn tracking on. Returns
+        the socket and its reader, which may already hold what followed the replies."""
         timeout = self.connect_timeout
         if isinstance(endpoint.address, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -389,28 +406,49 @@ class NearCache:
                 ["CLIENT", "SETNAME", "kapi-near-cache"],
                 ["CLIENT", "TRACKING", "ON", "BCAST", *(item for p in self.prefixes for item in ("PREFIX", p))],
             ]
-            sock.sendall(b"".join(resp.encode(*command) for command in commands))
-            buffer, replies = bytearray(), list[Any]()
+            sock.sendall(b"".join(_command(*command) for command in commands))
+            reader, replies = _reader(), list[Any]()
             while len(replies) < len(commands):
-                chunk = sock.recv(_READ_SIZE)
-                if not chunk:
-                    raise ConnectionError("Redis closed the connection")
-                buffer += chunk
-                pos = 0
-                with contextlib.suppress(resp.Incomplete):
-                    while len(replies) < len(commands):
-                        reply, pos = resp.parse(buffer, pos)
-                        if not isinstance(reply, resp.Push):
-                            replies.append(reply)
-                del buffer[:pos]
+                reply = reader.gets()
+                if reply is _MORE:
+                    chunk = sock.recv(_READ_SIZE)
+                    if not chunk:
+                        raise ConnectionError("Redis closed the connection")
+                    reader.feed(chunk)
+                elif not isinstance(reply, list):  # a push frame or an attribute is not a reply
+                    replies.append(reply)
             for reply in replies:
-                if isinstance(reply, resp.ResponseError):
+                if isinstance(reply, hiredis.ReplyError):
                     raise reply
             sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, reader
+
+
+def _command(*parts: str | bytes | int) -> bytes:
+    """One command in RESP, as a RESP array of bulk strings."""
+    packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # the stub says a 1-tuple; any length is fine
+    return packed
+
+
+def _reader() -> hiredis.Reader:
+    """A RESP3 reader: bytes as they come, error replies as ``hiredis.ReplyError`` values."""
+    return hiredis.Reader(notEnoughData=_MORE)
+
+
+def _fionread() -> tuple[Callable[[int, int, array.array[int]], object], int]:
+    """``fcntl.ioctl`` and ``FIONREAD``: how many bytes a socket holds. POSIX only, so imported
+    here, when a near cache starts, not with the module (``ImportError`` where they do not exist)."""
+    import fcntl
+    import termios
+
+    return fcntl.ioctl, termios.FIONREAD
+
+
+def _no_ioctl(fd: int, request: int, buffer: array.array[int], /) -> object:
+    raise OSError("no FIONREAD ioctl: read the socket instead")
 
 
 def _unsupported(client: Any) -> str | None:

@@ -4,17 +4,23 @@ answered, a lost channel that drops and bypasses them, bounds, and a Redis that 
 from __future__ import annotations
 
 import asyncio
+import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from gateway import CachedFunction, NearCache, cached
+from gateway import NearCache, cached
+from gateway.cache import CachedFunction
 from gateway.testing import RedisServer
 
 pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]  # the project: its gateway, not an installed one
 
 
 async def until(condition: Any, within: float = 5.0) -> None:
@@ -188,10 +194,50 @@ async def test_redis_refusing_tracking_leaves_the_cache_off_and_reads_working(
 
 
 async def test_it_cannot_be_given_a_generation(redis: Redis, near: NearCache) -> None:
-    from gateway import Generation
+    from gateway.cache import Generation
 
     with pytest.raises(ValueError, match="near cache"):
 
         @cached("item:{i}", redis=redis, near=near, generation=Generation("g", redis=redis))
         async def load(i: int) -> int:
             return i
+
+
+async def test_without_fcntl_and_termios_the_gateway_imports_and_the_near_cache_is_off(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    """As on Windows: no ``fcntl``/``termios``. ``import gateway`` works, a near cache started there
+    says once why it is off, and reads go to Redis."""
+    script = textwrap.dedent("""
+        import asyncio, logging, sys
+        sys.modules["fcntl"] = sys.modules["termios"] = None  # importing them fails
+        import gateway
+        from redis.asyncio import Redis
+
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+
+        async def main():
+            redis = Redis.from_url(sys.argv[1])
+            near = gateway.NearCache(redis=redis, prefixes=["item:"])
+            await near.start()
+
+            @gateway.cached("item:{i}", redis=redis, near=near)
+            async def load(i):
+                return {"i": i}
+
+            print([(await load.read_json(1))[1] for _ in range(3)], near.active, near.disabled_reason)
+            await near.aclose()
+            await redis.aclose()
+
+        asyncio.run(main())
+    """)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, redis_server.url, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = (stream.decode() for stream in await asyncio.wait_for(process.communicate(), 60))
+    assert process.returncode == 0, err
+    assert out.startswith("['loader', 'redis', 'redis'] False this platform has no FIONREAD ioctl")
+    off = [line for line in err.splitlines() if "near cache" in line]
+    assert len(off) == 1 and off[0].startswith("WARNING gateway.nearcache: near cache off: this platform has no")
+    assert "FIONREAD" in off[0] and "fcntl" in off[0]
