@@ -124,6 +124,8 @@ class Settings:
     rate_limit_on_redis_error: RateLimitFallback = "local"
     max_body_size: int = 65536
     max_header_size: int = 16384
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
     access_log: bool = True
@@ -135,17 +137,10 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
         """Read every setting; raise ``SettingsError`` naming the first bad variable."""
-        environ = os.environ if environ is None else environ
-        env_path = env_file if env_file is not None and Path(env_file).is_file() else None
-        config = Config(env_path, environ=environ)
+        config = _config(environ, env_file)
 
         def get(name: str, cast: Callable[[str], T], default: str | None) -> T:
-            raw: str | None = config(name, default=default)
-            try:
-                return cast(raw) if raw is not None else None  # type: ignore[return-value]
-            except (ValueError, TypeError) as exc:
-                reason = "not a valid value" if name in _SECRET_VARIABLES else str(exc)
-                raise SettingsError(f"{shown(name, raw or '')} is invalid: {reason}") from None
+            return _read(config, name, cast, default)
 
         env = get("ENV", _choice("development", "production"), "development")
         production = env == "production"
@@ -219,6 +214,8 @@ class Settings:
             rate_limit_on_redis_error=get("RATE_LIMIT_ON_REDIS_ERROR", _choice("local", "open", "closed"), "local"),  # type: ignore[arg-type]
             max_body_size=get("MAX_BODY_SIZE", _int_between(1024, 64 * 1024 * 1024), "65536"),
             max_header_size=get("MAX_HEADER_SIZE", _int_between(1024, 1024 * 1024), "16384"),
+            http_header_timeout=get("HTTP_HEADER_TIMEOUT", _timeout, "10"),
+            http_body_timeout=get("HTTP_BODY_TIMEOUT", _timeout, "10"),
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             access_log=get("ACCESS_LOG", _boolean, "true"),
@@ -258,6 +255,31 @@ def _check_keys(settings: Settings, secret: str) -> None:
                 f"JWT_SECRET must be a private key for JWT_ALGORITHM={algorithm} (it signs tokens); "
                 "a public key alone goes in JWT_PUBLIC_KEY"
             )
+
+
+def http_timeouts(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> tuple[float, float]:
+    """``(HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT)`` in seconds, read as ``Settings.from_environ`` reads
+    them. For the HTTP protocol (``service/protocol.py``), which uvicorn builds apart from the app; raises
+    ``SettingsError`` naming a bad one (start-up has already stopped on it when the app is the service)."""
+    config = _config(environ, env_file)
+    return _read(config, "HTTP_HEADER_TIMEOUT", _timeout, "10"), _read(config, "HTTP_BODY_TIMEOUT", _timeout, "10")
+
+
+def _config(environ: Mapping[str, str] | None, env_file: str | Path | None) -> Config:
+    environ = os.environ if environ is None else environ
+    env_path = env_file if env_file is not None and Path(env_file).is_file() else None
+    return Config(env_path, environ=environ)
+
+
+def _read(config: Config, name: str, cast: Callable[[str], T], default: str | None) -> T:
+    raw: str | None = config(name, default=default)
+    try:
+        return cast(raw) if raw is not None else None  # type: ignore[return-value]
+    except (ValueError, TypeError) as exc:
+        reason = "not a valid value" if name in _SECRET_VARIABLES else str(exc)
+        raise SettingsError(f"{shown(name, raw or '')} is invalid: {reason}") from None
 
 
 def _development_secret() -> str:
@@ -323,6 +345,16 @@ def _seconds(raw: str) -> float:
         raise ValueError("expected seconds, e.g. 0.1") from None
     if not 0 < value <= 60:
         raise ValueError("expected seconds between 0 and 60")
+    return value
+
+
+def _timeout(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected seconds, e.g. 10") from None
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise ValueError("expected seconds above 0, at most 3600")
     return value
 
 
