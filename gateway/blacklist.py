@@ -114,6 +114,20 @@ class TokenBlacklist:
         ttl = await self.breaker.call(lambda: scripts["revoke"](keys=[self.blacklist_key(claims)], args=args))
         return int(ttl)
 
+    async def logout(self, claims: Claims) -> int:
+        """Revoke this token and end its login (``sid``, when the blacklist has ``sessions``) in one
+        atomic step; repeating it changes nothing. Returns the revocation's TTL (see ``revoke``)."""
+        if self.sessions is None:
+            return await self.revoke(claims)
+        return await self.sessions.end_and_revoke(
+            claims["sub"],
+            claims.get("sid"),
+            blacklist_key=self.blacklist_key(claims),
+            exp=claims["exp"],
+            leeway=self.leeway,
+            max_ttl=self.max_ttl,
+        )
+
     async def revoke_all(self, user_id: str) -> None:
         """Every token of ``user_id`` a verifier would accept now stops passing (one key per user):
         those issued up to now, and those whose ``iat`` is ahead of now by at most the leeway (an

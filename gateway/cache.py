@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import orjson
@@ -90,6 +90,11 @@ class Generation:
             return False
         self.pending = False
         return True
+
+    def defer(self) -> None:
+        """Mark a bump as pending (one another process could not deliver: a shared outbox says so):
+        this process bypasses the family's entries until :meth:`retry_pending` has bumped it."""
+        self.pending = True
 
     async def retry_pending(self) -> bool:
         """Bump again if a bump is pending; True when nothing is pending any more."""
@@ -343,6 +348,12 @@ class CachedFunction(Generic[P, T]):
                 near.discard(key)  # and nothing read before the delete is kept
         self.pending.discard(key)
         return True
+
+    def defer(self, keys: Iterable[str]) -> None:
+        """Mark invalidations of ``keys`` as pending (ones another process could not deliver: a shared
+        outbox says so): this process reads them from the loader until :meth:`retry_pending` has
+        deleted them in Redis."""
+        self.pending.update(keys)
 
     async def retry_pending(self) -> list[str]:
         """Try the pending invalidations again; returns the keys now deleted in Redis."""

@@ -20,7 +20,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import (
-    HMAC_ALGORITHMS,
     AuthRules,
     BodyLimitMiddleware,
     CircuitBreaker,
@@ -32,19 +31,20 @@ from gateway import (
     Keys,
     KeySet,
     NearCache,
-    OtpStore,
     Policy,
-    PolicyChooser,
     ProblemResponse,
     RateLimiter,
     RateLimits,
     RedisUnavailable,
-    Scope,
     SessionStore,
     TokenBlacklist,
     TokenIssuer,
     TokenVerifier,
 )
+from gateway.otp import OtpStore
+from gateway.ratelimit import PolicyChooser
+from gateway.tokens import HMAC_ALGORITHMS
+from gateway.types import Scope
 from service import auth, db, diagnostics, docs, listings, metrics
 from service.accesslog import AccessLog
 from service.catalog import LISTING_PREFIX, Listings

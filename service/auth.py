@@ -13,18 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import (
-    InvalidToken,
-    OtpCheck,
-    ProblemResponse,
-    RedisUnavailable,
-    Rotation,
-    TokenPair,
-    Verdict,
-    bearer_token,
-    challenge,
-    too_many_requests,
-)
+from gateway import InvalidToken, ProblemResponse, RedisUnavailable
+from gateway.auth import bearer_token, challenge
+from gateway.blacklist import Verdict
+from gateway.otp import OtpCheck
+from gateway.ratelimit import too_many_requests
+from gateway.sessions import Rotation
+from gateway.tokens import TokenPair
 from service.responses import JSON, parse_body, validation_problem
 from service.schemas import OtpRequest, PhoneLogin, RefreshRequest
 from service.signin import OTP_PER_PHONE, accepted_phone
@@ -144,14 +139,7 @@ async def logout(request: Request) -> Response:
     except InvalidToken as exc:
         return challenge(exc.description, exc.description)
     try:
-        await kapi.sessions.end_and_revoke(
-            claims["sub"],
-            claims.get("sid"),
-            blacklist_key=kapi.blacklist.blacklist_key(claims),
-            exp=claims["exp"],
-            leeway=kapi.blacklist.leeway,
-            max_ttl=kapi.blacklist.max_ttl,
-        )
+        await kapi.blacklist.logout(claims)
     except RedisUnavailable:
         return redis_down()
     return Response(status_code=204)

@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 from databases import Database
 
-from gateway import CachedFunction, CircuitBreaker, GatewayEvents, Generation, Keys, NearCache, RedisSource, cached
+from gateway import CircuitBreaker, GatewayEvents, Keys, NearCache, cached
+from gateway.cache import CachedFunction, Generation
+from gateway.types import RedisSource
 from service import search
 from service.schemas import ListingCreate, ListingUpdate
 from service.store import Listing, ListingQuery, ListingStore, now_rfc3339
@@ -114,8 +116,8 @@ class Listings:
         keys = {row[0] for row in rows}
         if self.generation.key in keys:
             keys.discard(self.generation.key)
-            self.generation.pending = True
-        self.read.pending.update(keys)
+            self.generation.defer()
+        self.read.defer(keys)
         if not self.read.pending and not self.generation.pending:
             return 0
         done = await self.read.retry_pending()

@@ -129,7 +129,7 @@ def token(args: argparse.Namespace) -> int:
 
 async def _doctor(settings: Settings) -> list[tuple[str, bool, str]]:
     """The seed's troubleshooting steps, each with a verdict."""
-    from gateway import scripts_loaded
+    from gateway.scripts import scripts_loaded
     from service import db
     from service.redis_client import create_redis, describe
 

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import REDIS_ERRORS, ProblemResponse
+from gateway import ProblemResponse
+from gateway.errors import REDIS_ERRORS
 from service.responses import JSON, parse_body
 from service.schemas import CacheProbeWrite
 from service.state import Kapi

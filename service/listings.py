@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import ProblemResponse, Receive, Scope, Send
+from gateway import ProblemResponse
+from gateway.types import Receive, Scope, Send
 from service.responses import JSON, parse_body, validation_problem
 from service.schemas import ListingCreate, ListingUpdate, field_errors
 from service.state import Kapi, current_user

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from gateway import request_id
+from gateway.requestid import request_id
 
 _BEARER = re.compile(r"(?i)(bearer[\s+]+)([A-Za-z0-9._~+/=-]+)")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -24,20 +24,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import (
-    ASGIApp,
-    Decision,
-    EndpointResolver,
-    GatewayEvents,
-    LimitState,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    assign_request_id,
-    request_id,
-)
+from gateway import EndpointResolver, GatewayEvents
 from gateway.boundary import CLIENT_CLOSED_REQUEST
+from gateway.ratelimit import Decision, LimitState
+from gateway.requestid import assign_request_id, request_id
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
 from service.accesslog import AccessLog
 
 _STATES = ("closed", "open", "half_open")

@@ -13,9 +13,9 @@ from typing import Literal, TypeVar
 from starlette.config import Config
 from starlette.datastructures import Secret
 
-from gateway import Limit, parse_limits, split_keys
 from gateway.claims import HMAC_ALGORITHMS
-from gateway.keyset import make_key
+from gateway.keyset import make_key, split_keys
+from gateway.ratelimit import Limit, parse_limits
 
 T = TypeVar("T")
 logger = logging.getLogger("service.settings")
@@ -247,10 +247,10 @@ def _check_keys(settings: Settings, secret: str) -> None:
         keys.append((f"JWT_PREVIOUS_SECRETS (entry {index} of {count})", str(key)))
     for name, material in keys:
         try:
-            key = make_key(material, algorithm)
+            loaded = make_key(material, algorithm)
         except ValueError as exc:
             raise SettingsError(f"{name} is not a valid key for JWT_ALGORITHM={algorithm}: {exc}") from None
-        if name == "JWT_SECRET" and key.signing is None:
+        if name == "JWT_SECRET" and loaded.signing is None:
             raise SettingsError(
                 f"JWT_SECRET must be a private key for JWT_ALGORITHM={algorithm} (it signs tokens); "
                 "a public key alone goes in JWT_PUBLIC_KEY"

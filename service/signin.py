@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 import phonenumbers
 from databases import Database
 
-from gateway import Keys, Limit, Policy, RateLimiter, RedisUnavailable, SessionStore, TokenIssuer, TokenPair
-from gateway.ratelimit import Decision, LocalLimiter
-from gateway.tokens import new_id
+from gateway import Keys, Policy, RateLimiter, RedisUnavailable, SessionStore, TokenIssuer
+from gateway.ratelimit import Decision, Limit, LocalLimiter
+from gateway.tokens import TokenPair, new_id
 from service.users import UserStore
 
 #: The per-number limit on code requests (the number is in the body: the gateway cannot see it).

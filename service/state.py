@@ -19,14 +19,14 @@ from gateway import (
     ClientAddress,
     Keys,
     NearCache,
-    OtpStore,
     RateLimiter,
-    RedisClient,
     SessionStore,
     TokenBlacklist,
     TokenIssuer,
     TokenVerifier,
 )
+from gateway.otp import OtpStore
+from gateway.types import RedisClient
 from service.accesslog import AccessLog
 from service.catalog import Listings
 from service.metrics import Metrics

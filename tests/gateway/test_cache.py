@@ -197,7 +197,7 @@ async def test_a_cancelled_loader_hands_over_to_its_waiters(redis: Redis) -> Non
 
 
 async def test_a_generation_makes_a_whole_family_stale_with_one_incr(redis: Redis) -> None:
-    from gateway import Generation
+    from gateway.cache import Generation
 
     table = FakeTable({1: {"id": 1}, 2: {"id": 2}})
     pages = Generation("pages", redis=redis)
@@ -210,7 +210,7 @@ async def test_a_generation_makes_a_whole_family_stale_with_one_incr(redis: Redi
 
 
 async def test_a_fill_is_refused_when_the_generation_moved_during_the_load(redis: Redis) -> None:
-    from gateway import Generation
+    from gateway.cache import Generation
 
     table = FakeTable({1: {"v": "old"}}, delay=0.2)
     pages = Generation("pages", redis=redis)
@@ -226,7 +226,7 @@ async def test_a_fill_is_refused_when_the_generation_moved_during_the_load(redis
 
 
 async def test_invalidate_with_bump_is_one_step(redis: Redis, redis_server: RedisServer) -> None:
-    from gateway import Generation
+    from gateway.cache import Generation
     from tests.monitor import client_commands
 
     pages = Generation("pages", redis=redis)

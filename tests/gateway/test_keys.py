@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from gateway import Keys, TokenBlacklist, cached, escape
+from gateway import Keys, TokenBlacklist, cached
+from gateway.keys import escape
 
 pytestmark = pytest.mark.anyio
 

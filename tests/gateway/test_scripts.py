@@ -13,8 +13,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-from gateway import CircuitBreaker, RateLimiter, RedisUnavailable, parse_limits, scripts_loaded
-from gateway.scripts import lua_sha, lua_source, runner_for
+from gateway import CircuitBreaker, RateLimiter, RedisUnavailable
+from gateway.ratelimit import parse_limits
+from gateway.scripts import lua_sha, lua_source, runner_for, scripts_loaded
 from gateway.testing import RedisServer
 from tests.conftest import redis_client
 from tests.proxy import DroppingProxy

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gateway import AuthMiddleware, Rotation, SessionStore, SessionTiming, TokenBlacklist, TokenIssuer, TokenVerifier
+from gateway import AuthMiddleware, SessionStore, TokenBlacklist, TokenIssuer, TokenVerifier
+from gateway.sessions import Rotation, SessionTiming
 
 pytestmark = pytest.mark.anyio
 SECRET = "session-test-secret-0123456789-0123456789"

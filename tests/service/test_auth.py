@@ -14,7 +14,7 @@ from jose import jwt
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from gateway import Limit
+from gateway.ratelimit import Limit
 from gateway.testing import RedisServer
 from service.app import create_app
 from tests.conftest import CODE_A, CODE_B, PHONE_A, PHONE_B, bearer, login, make_settings, own_task, serve

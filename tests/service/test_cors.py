@@ -10,7 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway import Limit
+from gateway.ratelimit import Limit
 from service.app import EXPOSED_HEADERS, create_app
 from tests.conftest import bearer, login, serve
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway import Limit, parse_limits
+from gateway.ratelimit import Limit, parse_limits
 from service.settings import SHIPPED_SECRETS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]

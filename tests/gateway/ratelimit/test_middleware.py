@@ -17,7 +17,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from gateway import (
-    QUOTA_EXCEEDED,
     AuthMiddleware,
     AuthRules,
     CircuitBreaker,
@@ -30,6 +29,7 @@ from gateway import (
     TokenVerifier,
     limit,
 )
+from gateway.ratelimit import QUOTA_EXCEEDED
 from gateway.testing import RedisServer
 from tests.conftest import redis_client
 

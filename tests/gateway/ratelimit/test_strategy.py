@@ -8,7 +8,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from gateway import Limit, LocalLimiter, Policy, RateLimiter, parse_limits
+from gateway import Policy, RateLimiter
+from gateway.ratelimit import Limit, LocalLimiter, parse_limits
 from gateway.ratelimit.strategy import BUCKETS
 
 pytestmark = pytest.mark.anyio
