@@ -15,7 +15,7 @@ The top level is what an app composes:
   the ``@cached`` decorator and its coherent in-process tier ``NearCache``; ``RedisUnavailable``;
 - ``ProblemResponse``: the ``application/problem+json`` errors they answer with.
 
-Building blocks live in named submodules, each documented: ``gateway.tokens``, ``gateway.keyset``,
+Building blocks live in named submodules, each documented: ``gateway.tokens``, ``gateway.signing_keys``,
 ``gateway.jwks``, ``gateway.blacklist``, ``gateway.sessions``, ``gateway.otp``, ``gateway.epoch``,
 ``gateway.ratelimit``, ``gateway.cache``, ``gateway.nearcache``, ``gateway.routing``, ``gateway.auth``,
 ``gateway.checks``, ``gateway.requestid``, ``gateway.scripts``, ``gateway.errors``, ``gateway.types``;
@@ -37,14 +37,14 @@ from gateway.errors import RedisUnavailable
 from gateway.events import GatewayEvents
 from gateway.headerlimit import HeaderLimitMiddleware
 from gateway.jwks import JwksKeySet
-from gateway.keys import Keys
-from gateway.keyset import KeySet
 from gateway.nearcache import NearCache
 from gateway.problem import ProblemResponse
 from gateway.ratelimit import Policy, RateLimiter, RateLimitMiddleware, RateLimits, limit
+from gateway.redis_keys import Keys
 from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
 from gateway.sessions import SessionStore
+from gateway.signing_keys import KeySet
 from gateway.tokens import InvalidToken, TokenIssuer, TokenVerifier
 
 __all__ = [

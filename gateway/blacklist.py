@@ -15,7 +15,7 @@ from typing import Any
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
 from gateway.epoch import DataLossEpoch
-from gateway.keys import Keys, escape
+from gateway.redis_keys import Keys, escape
 from gateway.scripts import ScriptSet
 from gateway.sessions import SessionStore
 from gateway.tokens import DEFAULT_MAX_LIFETIME, Claims

@@ -24,8 +24,8 @@ from gateway.breaker import CircuitBreaker
 from gateway.connection import resolve_client
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.keys import Keys, escape
 from gateway.nearcache import NearCache
+from gateway.redis_keys import Keys, escape
 from gateway.scripts import ScriptSet, nonce
 from gateway.types import RedisClient, RedisSource
 
@@ -204,7 +204,7 @@ class CachedFunction(Generic[P, T]):
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The Redis key for these loader arguments (prefix included). Each argument's text is
-        escaped (``gateway.keys.escape``), so ``profile:{a}:{b}`` gives different keys for
+        escaped (``gateway.redis_keys.escape``), so ``profile:{a}:{b}`` gives different keys for
         ``("x:y", "z")`` and ``("x", "y:z")``."""
         memo = not kwargs and all(type(arg) in _PLAIN for arg in args)  # (1, 1.0 and True are equal keys)
         if memo:

@@ -26,13 +26,13 @@ from gateway.clientip import ClientAddress
 from gateway.connection import require_client
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.keys import Keys
 from gateway.problem import ProblemResponse
 from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.middleware import run_limited
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
 from gateway.ratelimit.strategy import RateLimiter, decision_of, limit_args
+from gateway.redis_keys import Keys
 from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.scripts import ScriptSet
 from gateway.tokens import Claims, TokenVerifier

@@ -20,7 +20,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
-from gateway.keys import Keys, escape
+from gateway.redis_keys import Keys, escape
 from gateway.scripts import ScriptSet
 from gateway.types import RedisSource
 

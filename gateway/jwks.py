@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.claims import HMAC_ALGORITHMS, InvalidToken
-from gateway.keyset import Key, thumbprint
+from gateway.signing_keys import Key, thumbprint
 
 logger = logging.getLogger("gateway.jwks")
 

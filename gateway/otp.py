@@ -9,7 +9,7 @@ from enum import IntEnum
 
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
-from gateway.keys import Keys
+from gateway.redis_keys import Keys
 from gateway.scripts import ScriptSet
 from gateway.types import RedisSource
 

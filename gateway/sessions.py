@@ -18,7 +18,7 @@ import orjson
 from gateway.breaker import CircuitBreaker
 from gateway.connection import require_client
 from gateway.epoch import DataLossEpoch
-from gateway.keys import Keys, escape
+from gateway.redis_keys import Keys, escape
 from gateway.scripts import ScriptSet
 from gateway.types import RedisSource
 

@@ -23,7 +23,7 @@ from jose.exceptions import JWTError
 
 from gateway.claims import ALGORITHMS, HMAC_ALGORITHMS, Claims, InvalidToken, TokenType
 from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey
-from gateway.keyset import KeySet
+from gateway.signing_keys import KeySet
 
 __all__ = ["HMAC_ALGORITHMS", "Claims", "InvalidToken", "TokenIssuer", "TokenPair", "TokenType", "TokenVerifier"]
 

@@ -14,8 +14,8 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 from gateway.claims import HMAC_ALGORITHMS
-from gateway.keyset import make_key, split_keys
 from gateway.ratelimit import Limit, parse_limits
+from gateway.signing_keys import make_key, split_keys
 
 T = TypeVar("T")
 logger = logging.getLogger("service.settings")

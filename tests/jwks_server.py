@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.keyset import public_jwk, thumbprint
+from gateway.signing_keys import public_jwk, thumbprint
 from gateway.testing import free_port
 
 ISSUER = "https://idp.kapi.test/realms/market"

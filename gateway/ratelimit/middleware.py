@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute
 from gateway.clientip import ClientAddress
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.keys import Keys
 from gateway.problem import ProblemResponse
 from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.headers import (
@@ -31,6 +30,7 @@ from gateway.ratelimit.headers import (
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
 from gateway.ratelimit.strategy import RateLimiter
+from gateway.redis_keys import Keys
 from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -11,8 +11,8 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from starlette.routing import BaseRoute
 
 from gateway.clientip import ClientAddress
-from gateway.keys import Keys
 from gateway.ratelimit.limits import Limit, parse_limits
+from gateway.redis_keys import Keys
 from gateway.routing import EndpointResolver, EndpointSet, split_endpoint, walk
 from gateway.types import Scope
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from gateway.breaker import CircuitBreaker
 from gateway.cache import cached
-from gateway.keys import Keys
+from gateway.redis_keys import Keys
 from gateway.testing import RedisServer
 from tests.conftest import redis_client
 

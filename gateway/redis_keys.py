@@ -1,5 +1,6 @@
-"""The one place Redis key names are built, so a deployment-wide prefix (and, on Redis Cluster, the
-hash tag) applies to every key, and no value taken from a request or a token can forge a key.
+"""Redis key names (signing keys are ``gateway.signing_keys``): the one place they are built, so a
+deployment-wide prefix (and, on Redis Cluster, the hash tag) applies to every key, and no value
+taken from a request or a token can forge a key.
 
 Values from outside (a token's ``sub``, ``jti``, ``sid``; a cache decorator's arguments) are
 *escaped*: ``%``, ``:``, ``{`` and ``}`` become ``%25``, ``%3A``, ``%7B``, ``%7D``. Key parts are

@@ -1,5 +1,6 @@
-"""``KeySet``: the keys tokens are signed and verified with, each named by a ``kid`` derived from the
-key itself, so every instance and every restart agree on it without configuration.
+"""``KeySet``: the keys tokens are signed and verified with (Redis key names are
+``gateway.redis_keys``), each named by a ``kid`` derived from the key itself, so every instance and
+every restart agree on it without configuration.
 
 - HMAC (``HS*``): the ``kid`` is a truncated HMAC-SHA256 of a fixed label under the secret: it names
   the secret without revealing anything about it.

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway import Keys, TokenBlacklist, cached
-from gateway.keys import escape
+from gateway.redis_keys import escape
 
 pytestmark = pytest.mark.anyio
 
