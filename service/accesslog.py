@@ -15,9 +15,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import orjson
-
-from service.logs import redact
+from service.logs import json_line, redact, text_line
 
 _FLUSH_EVERY = 0.1
 _MAX_BUFFERED = 65536
@@ -54,16 +52,14 @@ class AccessLog:
         request_line = f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}"
         duration = round(seconds * 1000, 2)
         now = time.time()
+        rid = request_id or "-"
         if self.json:
-            entry = {
-                "time": self._time(now), "level": "INFO", "logger": "kapi.access",
-                "message": f'{peer} - "{request_line}" {status}', "request_id": request_id or "-",
-                "status": status, "duration_ms": duration,
-            }  # fmt: skip
-            line = orjson.dumps(entry).decode()
+            message = f'{peer} - "{request_line}" {status}'
+            line = json_line(self._time(now), "INFO", "kapi.access", rid, message, status=status, duration_ms=duration)
         else:
-            rid = request_id or "-"
-            line = f'{self._time(now)} INFO kapi.access [{rid}] {peer} - "{request_line}" {status} {duration}ms'
+            line = text_line(
+                self._time(now), "INFO", "kapi.access", rid, f'{peer} - "{request_line}" {status} {duration}ms'
+            )
         self._lines.append(line)
         self._size += len(line)
         if self._size >= _MAX_BUFFERED:

@@ -73,6 +73,24 @@ def _redact_encoded(text: str) -> str:
     return "".join(pieces) + text[position:]
 
 
+def text_line(when: str, level: str, logger: str, request_id: str, message: str) -> str:
+    """A line of the development log: ``time LEVEL logger [request id] message``. The one place the
+    format is written: the formatter below and the access log (``service.accesslog``) both use it."""
+    return f"{when} {level} {logger} [{request_id}] {message}"
+
+
+def json_line(when: str, level: str, logger: str, request_id: str, message: str, **extra: Any) -> str:
+    """A line of the production log: one JSON object with these fields (and ``extra``)."""
+    return orjson.dumps(
+        {"time": when, "level": level, "logger": logger, "message": message, "request_id": request_id, **extra}
+    ).decode()
+
+
+def json_time(created: float) -> str:
+    """UTC, RFC 3339 with milliseconds: ``2026-12-06T20:14:21.593Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created * 1000) % 1000:03d}Z"
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get() or "-"
@@ -81,24 +99,19 @@ class ContextFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-            "request_id": getattr(record, "request_id", "-"),
-        }
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
-        return orjson.dumps(entry).decode()
+        extra = {"exception": redact(self.formatException(record.exc_info))} if record.exc_info else {}
+        rid = getattr(record, "request_id", "-")
+        when = json_time(record.created)
+        return json_line(when, record.levelname, record.name, rid, redact(record.getMessage()), **extra)
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        rid = getattr(record, "request_id", "-")
+        line = text_line(self.formatTime(record), record.levelname, record.name, rid, record.getMessage())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
 
 
 def configure_logging(*, production: bool, level: str) -> None:
