@@ -18,8 +18,9 @@ from starlette.routing import BaseRoute
 from gateway.blacklist import TokenBlacklist, Verdict
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.problem import ProblemResponse
+from gateway.problem import ProblemResponse, answer
 from gateway.routing import EndpointResolver, EndpointSet, is_preflight, resolver_for
+from gateway.streams import StreamGuard, serve_stream, serve_websocket
 from gateway.tokens import Claims, InvalidToken, TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -75,9 +76,14 @@ def challenge(error_description: str | None, detail: str, *, realm: str = "kapi"
 
 def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
     """The token of the request's ``Authorization: Bearer`` header, None without one, or
-    ``InvalidToken`` for a malformed header (several headers, another scheme, spaces, non-ASCII)."""
+    ``InvalidToken`` for a malformed header (several headers, another scheme, spaces, non-ASCII). A
+    WebSocket handshake without the header may carry it as a subprotocol, ``bearer.<token>``: a
+    browser's ``new WebSocket(url, ["app", "bearer." + token])``, which cannot set headers, and never
+    puts a token in a URL (``gateway.streams`` hides it from the app)."""
     values: list[bytes] = [value for name, value in scope["headers"] if name == b"authorization"]
     if not values:
+        if scope["type"] == "websocket":
+            return _subprotocol_token(scope, max_header_size)
         return None
     if len(values) > 1:
         raise InvalidToken("malformed", "Send one Authorization header, not several.")
@@ -89,6 +95,20 @@ def bearer_token(scope: Scope, *, max_header_size: int = 8192) -> str | None:
     if scheme.lower() != "bearer":
         raise InvalidToken("malformed", "Use the Bearer scheme: Authorization: Bearer <token>.")
     if not token or " " in token or not token.isascii():
+        raise InvalidToken("malformed", "The bearer token is malformed.")
+    return token
+
+
+def _subprotocol_token(scope: Scope, max_size: int) -> str | None:
+    carried: list[str] = [name for name in scope.get("subprotocols", ()) if name.startswith("bearer.")]
+    if not carried:
+        return None
+    if len(carried) > 1:
+        raise InvalidToken("malformed", "Offer one bearer subprotocol, not several.")
+    token = carried[0][len("bearer.") :]
+    if len(token) > max_size:
+        raise InvalidToken("too_long", "The bearer subprotocol is too large.")
+    if not token or not token.isascii():
         raise InvalidToken("malformed", "The bearer token is malformed.")
     return token
 
@@ -217,7 +237,9 @@ class AuthMiddleware:
     Starlette/FastAPI app's ``app.routes``) or ``patterns`` (``"GET /items/{item_id}"``) name the route
     templates that ``rules`` refer to (or ``resolver``, the app's one ``EndpointResolver``). With
     ``blacklist``, each token is checked for revocation in Redis (one round trip). CORS preflights
-    pass through untouched. For authentication and rate limiting in one round trip, use
+    pass through untouched. WebSocket handshakes are checked too, and with ``streams`` (a
+    ``StreamGuard``) long-lived connections are closed once their token stops being valid (see
+    ``GatewayMiddleware``). For authentication and rate limiting in one round trip, use
     ``gateway.GatewayMiddleware``."""
 
     def __init__(
@@ -231,15 +253,18 @@ class AuthMiddleware:
         patterns: Iterable[str] = (),
         resolver: EndpointResolver | None = None,
         events: GatewayEvents | None = None,
+        streams: StreamGuard | None = None,
     ) -> None:
         check_blacklist(verifier, blacklist)
         self.app = app
         self.authenticator = Authenticator(verifier, rules or AuthRules(), resolver_for(resolver, routes, patterns))
         self.blacklist = blacklist
         self.events = events or NO_EVENTS
+        self.streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_preflight(scope):
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or (kind == "http" and is_preflight(scope)):
             await self.app(scope, receive, send)
             return
         authenticator = self.authenticator
@@ -252,7 +277,12 @@ class AuthMiddleware:
                     authenticator.unchecked(exc)
         except AuthFailure as failure:
             self.events.token_rejected(failure.reason)
-            await failure.response(scope, receive, send)
+            await answer(failure.response, scope, receive, send)
             return
         authenticator.set_user(scope, claims)
-        await self.app(scope, receive, send)
+        if kind == "websocket":
+            await serve_websocket(self.app, scope, receive, send, claims=claims, guard=self.streams)
+        elif self.streams is not None and claims is not None:
+            await serve_stream(self.app, scope, receive, send, claims=claims, guard=self.streams)
+        else:
+            await self.app(scope, receive, send)

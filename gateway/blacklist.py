@@ -68,7 +68,7 @@ class TokenBlacklist:
         self.sessions = sessions
         self.breaker = breaker or CircuitBreaker()
         self.epoch = DataLossEpoch(redis, keys=self.keys, breaker=self.breaker)
-        self._scripts = ScriptSet("auth_check", "revoke", "revoke_all")
+        self._scripts = ScriptSet("auth_check", "revoke", "revoke_all", "stream_check")
 
     @property
     def max_ttl(self) -> int:
@@ -102,6 +102,19 @@ class TokenBlacklist:
             lambda: scripts["auth_check"](keys=self.check_keys(claims), args=self.check_args(claims))
         )
         return Verdict(int(code))
+
+    async def stream_verdict(self, claims: Claims) -> tuple[Verdict, float]:
+        """For an open long-lived connection (``lua/stream_check.lua``): the verdict, without recording
+        use of the login, and the seconds until the login lapses unless it is used (0 without one).
+        One round trip; ``RedisUnavailable`` when Redis cannot answer."""
+        scripts = self._bind()
+        sid = claims.get("sid")
+        field, idle_ms = "", 0
+        if self.sessions is not None and sid:
+            field, _, idle_ms = self.sessions.check_args(sid)
+        args = [field, int(claims["iat"]), idle_ms, 1 if self.epoch.checked else 0]
+        code, left = await self.breaker.call(lambda: scripts["stream_check"](keys=self.check_keys(claims), args=args))
+        return Verdict(int(code)), max(0, int(left)) / 1000
 
     async def is_revoked(self, claims: Claims) -> bool:
         return await self.verdict(claims) is not Verdict.VALID

@@ -26,7 +26,7 @@ from gateway.clientip import ClientAddress
 from gateway.connection import require_client
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.problem import ProblemResponse
+from gateway.problem import ProblemResponse, answer
 from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.middleware import run_limited
@@ -35,6 +35,7 @@ from gateway.ratelimit.strategy import RateLimiter, decision_of, limit_args
 from gateway.redis_keys import Keys
 from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.scripts import ScriptSet
+from gateway.streams import StreamGuard, serve_stream, serve_websocket
 from gateway.tokens import Claims, TokenVerifier
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -112,7 +113,11 @@ class GatewayMiddleware:
     (``limits``) for any ASGI app, in one Redis round trip per request. ``routes`` (a
     Starlette/FastAPI app's ``app.routes``) or ``patterns`` name the route templates both refer to (or
     ``resolver``, the app's one ``EndpointResolver`` shared with its other layers);
-    ``keys``, ``client_address`` and ``events`` as for the parts. CORS preflights pass through."""
+    ``keys``, ``client_address`` and ``events`` as for the parts. CORS preflights pass through.
+
+    A WebSocket handshake is checked as a ``GET`` of its route (``gateway.streams``): refused before
+    accept with the answer HTTP would get. With ``streams`` (a ``StreamGuard``), every WebSocket and
+    SSE stream that carries a token is closed once the token stops being valid."""
 
     def __init__(
         self,
@@ -129,12 +134,14 @@ class GatewayMiddleware:
         keys: Keys | None = None,
         client_address: ClientAddress | None = None,
         events: GatewayEvents | None = None,
+        streams: StreamGuard | None = None,
     ) -> None:
         check_blacklist(verifier, blacklist)
         resolver = resolver_for(resolver, routes, patterns)
         rules = limits or RateLimits()
         self.app = app
         self.events = events or NO_EVENTS
+        self.streams = streams
         self.checks = RequestChecks(
             authenticator=Authenticator(verifier, auth or AuthRules(), resolver),
             blacklist=blacklist,
@@ -146,18 +153,32 @@ class GatewayMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_preflight(scope):
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or (kind == "http" and is_preflight(scope)):
             await self.app(scope, receive, send)
             return
         try:
             outcome = await self.checks.check(scope)
         except AuthFailure as failure:
             self.events.token_rejected(failure.reason)
-            await failure.response(scope, receive, send)
+            await answer(failure.response, scope, receive, send)
             return
         if isinstance(outcome, ProblemResponse):
-            await outcome(scope, receive, send)
-        elif outcome.plan is None or outcome.decision is None:
-            await self.app(scope, receive, send)
+            await answer(outcome, scope, receive, send)
+            return
+        app = self.app
+        claims, guard = outcome.claims, self.streams
+        if kind == "websocket":
+
+            async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                await serve_websocket(self.app, scope, receive, send, claims=claims, guard=guard)
+
+        elif guard is not None and claims is not None:
+
+            async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                await serve_stream(self.app, scope, receive, send, claims=claims, guard=guard)
+
+        if outcome.plan is None or outcome.decision is None:
+            await app(scope, receive, send)
         else:
-            await run_limited(self.app, outcome.plan, outcome.decision, scope, receive, send, self.events)
+            await run_limited(app, outcome.plan, outcome.decision, scope, receive, send, self.events)

@@ -21,6 +21,10 @@ changes, deletes or lets expire, and the local copy is dropped. What holds:
 
 Bounded by entries and bytes (least recently used first out) and by age.
 
+Other parts may follow the same channel for keys of their own (``listen``): the stream guard
+(``gateway.streams``) learns of every revocation this way, pushed by Redis, without a command per
+open connection. A near cache with no prefix of its own is just that channel.
+
 The channel's RESP3 is read by ``hiredis`` (push frames included), as redis-py reads it. The
 check for waiting bytes is the POSIX ``FIONREAD`` ioctl; where there is none (Windows), the near
 cache says so once and stays off: every read goes to Redis.
@@ -37,7 +41,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import hiredis
 from redis.asyncio import ConnectionPool, Redis
@@ -50,6 +54,24 @@ from gateway.types import RedisSource
 
 logger = logging.getLogger("gateway.nearcache")
 
+
+class InvalidationListener(Protocol):
+    """What a part that follows keys on the tracking channel is told (see ``NearCache.listen``).
+    Called on the event loop; keep each call cheap and never blocking."""
+
+    def invalidated(self, key: str) -> None:
+        """A key under the listened prefix was changed, deleted or expired (by anyone)."""
+
+    def flushed(self) -> None:
+        """The database was flushed (``FLUSHDB``/``FLUSHALL``): every key is gone."""
+
+    def lost(self, why: str) -> None:
+        """The channel is gone: changes are not seen until it is back (``ready``)."""
+
+    def ready(self) -> None:
+        """The channel is (again) established: from now on every change is pushed."""
+
+
 _READ_SIZE = 65536
 _MORE = object()  # hiredis: the frame is not all there yet (None and False are replies)
 
@@ -60,7 +82,8 @@ class NearCache:
 
     ``start()`` in the app's lifespan (it returns at once; the channel connects in the background)
     and ``aclose()`` at shutdown. Until the channel is up, ``get`` finds nothing and ``put`` keeps
-    nothing: the cache behaves as if it were not there."""
+    nothing: the cache behaves as if it were not there. ``prefixes`` may be empty when the instance
+    only carries listeners (``listen``)."""
 
     def __init__(
         self,
@@ -76,9 +99,9 @@ class NearCache:
     ) -> None:
         if max_entries < 1 or max_bytes < 1 or max_age <= 0:
             raise ValueError("max_entries, max_bytes and max_age must be positive")
+        #: The prefixes whose entries are kept here (``cached`` reads); ``tracked`` adds the listeners'.
         self.prefixes = tuple(prefixes)
-        if not self.prefixes:
-            raise ValueError("give at least one key prefix to track")
+        self._listeners: list[tuple[str, InvalidationListener]] = []
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_age = max_age
@@ -106,6 +129,22 @@ class NearCache:
         self._pong_due: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.disabled_reason: str | None = None
+
+    @property
+    def tracked(self) -> tuple[str, ...]:
+        """Every prefix the channel asks Redis to push: the cache's and the listeners'."""
+        return self.prefixes + tuple(prefix for prefix, _ in self._listeners)
+
+    def listen(self, prefix: str, listener: InvalidationListener) -> None:
+        """Tell ``listener`` of every change of a key under ``prefix`` (and of the channel's loss and
+        return). Call before ``start``: the prefixes are given to Redis when tracking is turned on.
+        Prefixes must not overlap (Redis refuses overlapping ``BCAST`` prefixes)."""
+        if self._task is not None:
+            raise RuntimeError("listen() before start(): tracking prefixes are fixed when the channel opens")
+        for other in self.tracked:
+            if other.startswith(prefix) or prefix.startswith(other):
+                raise ValueError(f"the tracked prefixes {other!r} and {prefix!r} overlap")
+        self._listeners.append((prefix, listener))
 
     # -- the cache --------------------------------------------------------------------------
 
@@ -187,6 +226,8 @@ class NearCache:
 
     async def start(self, wait: float = 1.0) -> None:
         """Start the channel; wait up to ``wait`` seconds for tracking (it goes on trying after)."""
+        if not self.tracked:
+            raise ValueError("give at least one key prefix to track (or a listener)")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="near-cache tracking")
         if self._sock is None:
@@ -271,9 +312,17 @@ class NearCache:
                 if keys is None:  # FLUSHDB / FLUSHALL
                     self._flush()
                     self._count("invalidations")
+                    for _, listener in self._listeners:
+                        listener.flushed()
                     return
-                for key in keys:
-                    self._invalidate(key.decode("utf-8", "surrogateescape"))
+                for raw in keys:
+                    key = raw.decode("utf-8", "surrogateescape")
+                    if self._listeners and not key.startswith(self.prefixes):
+                        for prefix, listener in self._listeners:
+                            if key.startswith(prefix):
+                                listener.invalidated(key)
+                        continue
+                    self._invalidate(key)
                     self._count("invalidations")
             return
         if frame == b"PONG":
@@ -292,6 +341,8 @@ class NearCache:
         self._close(why)
         self._count("resets")
         self._lost.set()
+        for _, listener in self._listeners:
+            listener.lost(why)
 
     def _close(self, why: str) -> None:
         sock, self._sock = self._sock, None
@@ -350,7 +401,9 @@ class NearCache:
         self._checked = False
         self._loop.add_reader(sock.fileno(), self._readable)
         self._armed.set()
-        logger.info("near cache: tracking %s", ", ".join(self.prefixes))
+        logger.info("near cache: tracking %s", ", ".join(self.tracked))
+        for _, listener in self._listeners:
+            listener.ready()
         self._apply()  # what came after the handshake's replies in its last read
 
     async def _watch(self, sock: socket.socket) -> None:
@@ -404,7 +457,7 @@ class NearCache:
             commands: list[list[str | bytes | int]] = [
                 hello,
                 ["CLIENT", "SETNAME", "kapi-near-cache"],
-                ["CLIENT", "TRACKING", "ON", "BCAST", *(item for p in self.prefixes for item in ("PREFIX", p))],
+                ["CLIENT", "TRACKING", "ON", "BCAST", *(item for p in self.tracked for item in ("PREFIX", p))],
             ]
             sock.sendall(b"".join(_command(*command) for command in commands))
             reader, replies = _reader(), list[Any]()

@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from gateway.types import Receive, Scope, Send
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -38,3 +40,19 @@ class ProblemResponse(Response):
             body["errors"] = list(errors)
         body.update(extra)
         super().__init__(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+#: WebSocket close code for a refused handshake or a token that stopped being valid (RFC 6455
+#: §7.4.1: policy violation).
+CLOSE_POLICY = 1008
+
+
+async def answer(response: ProblemResponse, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send an early answer of the gateway. On a WebSocket handshake: the same response as HTTP's
+    (status, headers, problem body) through the ASGI denial-response extension where the server has
+    it (uvicorn does), else a close before accept with code 1008 and the problem's detail."""
+    if scope["type"] != "websocket" or "websocket.http.response" in scope.get("extensions", {}):
+        await response(scope, receive, send)
+        return
+    reason = orjson.loads(response.body).get("detail", "").encode()[:123].decode(errors="ignore")  # 125-byte frame
+    await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": reason})

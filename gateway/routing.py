@@ -123,10 +123,15 @@ class EndpointResolver:
     def _match(self, scope: Scope) -> Resolution:
         """A route that matches path and method is "known"; one that matches only the path still
         names the endpoint (``"PUT /listings/{listing_id}"``), but the app will answer 405."""
-        method = scope["method"]
+        method = scope.get("method", "GET")
         if method not in METHODS:
             return _UNMATCHED
         named = "GET" if method == "HEAD" else method
+        if scope["type"] == "websocket":  # a handshake is a GET; only WebSocket routes serve it
+            found = _match_routes(self.routes, scope, "")
+            if found is not None:
+                return Resolution(f"GET {found[0]}", found[1])
+            return _UNMATCHED
         path = _route_path(scope)
         partial: Resolution | None = None
         for regex, methods, template, route in self._table:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 from gateway.clientip import ClientAddress
 from gateway.errors import RedisUnavailable
 from gateway.events import NO_EVENTS, GatewayEvents
-from gateway.problem import ProblemResponse
+from gateway.problem import ProblemResponse, answer
 from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.headers import (
     add_rate_limit_headers,
@@ -45,12 +45,24 @@ async def run_limited(
     refusal would carry, but no ``Retry-After``)."""
     policy = plan.policy
     events.rate_limit_decision(policy.name, decision, shadow=policy.shadow)
+    websocket = scope["type"] == "websocket"
     if not decision.admitted:
         if not policy.shadow:
-            await too_many_requests(policy, decision)(scope, receive, send)
+            await answer(too_many_requests(policy, decision), scope, receive, send)
             return
-        logger.warning("rate limit (shadow) %s would refuse %s %s", policy.name, scope["method"], scope["path"][:200])
+        method = scope.get("method", "GET")
+        logger.warning("rate limit (shadow) %s would refuse %s %s", policy.name, method, scope["path"][:200])
         decision = decision._replace(admitted=True)  # for the headers: what it would say, no Retry-After
+    if websocket:  # the headers go on the accept (ASGI lets a websocket.accept carry headers)
+        headers = raw_rate_limit_headers(policy, decision)
+
+        async def send_on_accept(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                message.setdefault("headers", []).extend(headers)
+            await send(message)
+
+        await app(scope, receive, send_on_accept)
+        return
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -109,7 +121,8 @@ class RateLimitMiddleware:
         self.events = events or NO_EVENTS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_preflight(scope):
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or (kind == "http" and is_preflight(scope)):
             await self.app(scope, receive, send)
             return
         plan = self.planner.plan(scope, user_id_of(scope))
@@ -122,7 +135,7 @@ class RateLimitMiddleware:
         except RedisUnavailable as exc:
             decision = self.fallback.decide(plan, exc)
         if isinstance(decision, ProblemResponse):
-            await decision(scope, receive, send)
+            await answer(decision, scope, receive, send)
         elif decision is None:
             await self.app(scope, receive, send)
         else:
