@@ -1,4 +1,5 @@
-"""Kapı's gateway in front of a Django (ASGI) app: route templates from its URLconf, the caller in request.scope."""
+"""Kapı's gateway in front of a Django (ASGI) app: route templates from its URLconf, the caller in request.scope,
+and a WebSocket beside Django (whose ASGI handler serves HTTP only) under the same gate."""
 
 import os
 
@@ -29,14 +30,26 @@ async def orders(request):
 
 
 urlpatterns = [path("items/<int:item_id>/", item), path("orders/", orders)]
+django_app = get_asgi_application()
+
+
+async def django_or_websocket(scope, receive, send):
+    if scope["type"] != "websocket":
+        await django_app(scope, receive, send)
+        return
+    await receive()  # websocket.connect; the handshake passed the gateway: a valid token
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": f"hello {scope['user'].identity}"})
+    await send({"type": "websocket.close", "code": 1000})
+
 
 redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"), socket_timeout=0.1)
 app = GatewayMiddleware(
-    get_asgi_application(),
+    django_or_websocket,
     verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
     blacklist=TokenBlacklist(redis),
     limiter=RateLimiter(redis),
-    patterns=patterns_from_urlconf(),  # ["/items/{item_id:int}/", "/orders/"]
+    patterns=[*patterns_from_urlconf(), "GET /ws/"],  # ["/items/{item_id:int}/", "/orders/", "GET /ws/"]
     auth=AuthRules(public=["/items/{item_id:int}/"]),
     limits=RateLimits(default="100/hour", overrides={"/orders/": "3/minute"}),
 )

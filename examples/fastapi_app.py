@@ -1,10 +1,10 @@
 """Kapı's gateway in a FastAPI app: the caller as a dependency (the OpenAPI lock), a route's own
-rate limit next to the route, and the cache decorator."""
+rate limit next to the route, the cache decorator, and a WebSocket under the same gate."""
 
 import os
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from redis.asyncio import Redis
 
 from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, cached, limit
@@ -37,6 +37,13 @@ async def me(user: CurrentUser) -> dict:
 @limit("2/minute")  # this route's own limit, enforced by the gateway in its one round trip
 async def send_message(user: CurrentUser) -> dict:
     return {"sent_by": user.identity}
+
+
+@app.websocket("/ws")
+async def chat(websocket: WebSocket) -> None:  # the handshake passed the gateway: a valid token
+    await websocket.accept()
+    await websocket.send_json({"hello": websocket.user.identity})
+    await websocket.close()
 
 
 @app.get("/public")

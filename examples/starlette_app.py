@@ -1,4 +1,5 @@
-"""Kapı's gateway in a Starlette app: @requires works with request.user, and a route declares its own limit."""
+"""Kapı's gateway in a Starlette app: @requires works with request.user, a route declares its own limit,
+and a WebSocket is under the same gate."""
 
 import os
 from contextlib import asynccontextmanager
@@ -8,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, limit
 
@@ -26,6 +27,13 @@ async def upload(request):
     return JSONResponse({"uploaded_by": request.user.identity})
 
 
+@requires("authenticated")
+async def feed(websocket):  # @requires works for WebSockets too: the gateway set websocket.user
+    await websocket.accept()
+    await websocket.send_json({"hello": websocket.user.identity})
+    await websocket.close()
+
+
 async def public(request):
     return JSONResponse({"signed_in": request.user.is_authenticated})
 
@@ -37,7 +45,12 @@ async def lifespan(app):
     await state.pop("redis").aclose()
 
 
-routes = [Route("/me", me), Route("/upload", upload, methods=["POST"]), Route("/public", public)]
+routes = [
+    Route("/me", me),
+    Route("/upload", upload, methods=["POST"]),
+    Route("/public", public),
+    WebSocketRoute("/feed", feed),
+]
 redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
 app = Starlette(
     routes=routes,

@@ -131,7 +131,7 @@ class EndpointResolver:
             found = _match_routes(self.routes, scope, "")
             if found is not None:
                 return Resolution(f"GET {found[0]}", found[1])
-            return _UNMATCHED
+            return self._match_patterns(scope, "GET")
         path = _route_path(scope)
         partial: Resolution | None = None
         for regex, methods, template, route in self._table:
@@ -153,6 +153,9 @@ class EndpointResolver:
             partial = partial or Resolution(f"{named} {template}", False)
         if partial is not None:
             return partial
+        return self._match_patterns(scope, named)
+
+    def _match_patterns(self, scope: Scope, named: str) -> Resolution:
         for wanted, regex, template in self.patterns:
             if wanted in ("*", named) and regex.match(scope["path"]):
                 return Resolution(f"{named} {template}", True)

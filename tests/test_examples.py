@@ -3,6 +3,7 @@ gateway, against a real Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from jose import jwt
+from redis import Redis as SyncRedis
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from gateway.testing import RedisServer
 
@@ -26,6 +29,8 @@ def load(name: str, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) 
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    if name == "django_app" and name in sys.modules:
+        return sys.modules[name]  # Django's settings are configured once per process
     sys.modules.pop(name, None)
     return importlib.import_module(name)
 
@@ -114,3 +119,24 @@ async def test_django_example(monkeypatch: pytest.MonkeyPatch, redis_server: Red
     keys = sorted([k.decode() async for k in module.redis.scan_iter("rate_limit:*")])
     assert "rate_limit:ip:127.0.0.1:unmatched" in keys and "rate_limit:deniz:GET /orders/" in keys
     await module.redis.aclose()
+
+
+@pytest.mark.parametrize(("name", "path"), [("fastapi_app", "/ws"), ("starlette_app", "/feed"), ("django_app", "/ws/")])
+def test_a_websocket_route_is_behind_the_same_gate(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, name: str, path: str
+) -> None:
+    """An anonymous handshake is refused before accept with the 401 an HTTP request gets; one with a
+    token is served, and the app sees the caller."""
+    module = load(name, monkeypatch, redis_server)
+    sync = SyncRedis.from_url(redis_server.url)
+    sync.set("epoch", 0)
+    sync.close()
+    http = TestClient(module.app)
+    with http if name != "django_app" else contextlib.nullcontext(http):  # Django's handler refuses lifespan
+        with pytest.raises(WebSocketDenialResponse) as refused, http.websocket_connect(path):
+            pass
+        assert refused.value.status_code == 401
+        assert refused.value.headers["www-authenticate"] == 'Bearer realm="kapi"'
+        with http.websocket_connect(path, headers=bearer("selin")) as ws:
+            greeting = ws.receive_text()
+    assert "selin" in greeting
