@@ -168,6 +168,19 @@ class ScriptRunner:
         """One write and one read deadline for the whole batch, on one pooled connection. (redis-py's
         pipeline sets up a timeout per reply, which costs more than the replies.) Error replies
         (OOM, READONLY, a script error) are that caller's result; the rest of the batch still reads."""
+        # Two things redis-py 8's own pipeline path (``Pipeline.execute``, ``_execute_pipeline``) does are
+        # skipped here (read in 8.2; tests/test_upstream_contracts.py::
+        # test_redis_py_pipeline_prepares_nothing_for_script_calls fails if either changes meaning):
+        # - ``_himport_exec.pipeline_prepares``: the HIMPORT fieldsets the batch's ``HIMPORT SET``s need
+        #   PREPAREd on this connection, after DISCARDing there any the client's registry has dropped since
+        #   the connection last reconciled. A batch here is EVALSHA only, and the shipped scripts call no
+        #   HIMPORT, so nothing needs preparing. The DISCARDs are deferred, not lost: the connection's
+        #   reconciled revision stays behind, so the next ``HIMPORT SET`` or pipeline redis-py runs on it
+        #   sends them, as after any single command (``execute_command`` does not reconcile either).
+        # - ``record_operation_duration`` and ``record_error_count``: redis-py's OpenTelemetry metrics, which
+        #   return at once unless its observability is enabled and keep no state anything else reads. So
+        #   these calls are missing only from redis-py's own metrics; every round trip is reported to
+        #   ``self.events.redis_round_trip`` (the service's ``kapi_redis_round_trip_seconds``).
         pool = self.client.connection_pool
         connection = await pool.get_connection()
         try:

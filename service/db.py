@@ -213,12 +213,33 @@ class SQLitePool:
     request makes outside a transaction, and closes it after: measured at about 5 ms per query on
     these machines, most of a cold search or a cache miss. This hands released connections out
     again, up to ``size`` idle ones; a connection released inside a transaction (an interrupted
-    write) is closed, never reused."""
+    write) is closed, never reused.
+
+    This class is the one place that relies on ``databases``' internals, checked against databases
+    >=0.9,<0.10 (the range ``pyproject.toml`` pins; ``tests/test_upstream_contracts.py`` fails, naming
+    it, when a release changes them): the SQLite backend's private ``_pool`` (``databases.backends.sqlite.
+    SQLitePool``: ``acquire()`` an ``aiosqlite`` connection, ``release(connection)``, and ``_memref``,
+    which the backend's ``disconnect()`` reads and clears), asked for a connection by every query, and
+    handed to each connection object the backend makes, which keeps it: ``install`` runs before the
+    database connects."""
 
     def __init__(self, inner: Any, size: int = 8) -> None:
         self._inner = inner
         self._idle: list[Any] = []
         self.size = size
+
+    @classmethod
+    def install(cls, database: Database, size: int = 8) -> SQLitePool:
+        """Put a pool of this kind in front of the SQLite ``database``'s own (before it connects)."""
+        backend = database._backend
+        pool = backend._pool = cls(backend._pool, size)
+        return pool
+
+    @staticmethod
+    def of(database: Database) -> SQLitePool | None:
+        """The pool ``install`` put in front of ``database``'s, if any."""
+        pool = getattr(database._backend, "_pool", None)
+        return pool if isinstance(pool, SQLitePool) else None
 
     @property
     def _memref(self) -> Any:  # read by the backend's disconnect()
@@ -248,7 +269,7 @@ class SQLitePool:
 async def connect(url: str) -> Database:
     database = Database(url)
     if dialect(database) == "sqlite":
-        database._backend._pool = SQLitePool(database._backend._pool)
+        SQLitePool.install(database)
     await database.connect()
     if dialect(database) == "sqlite":
         # WAL lets readers run while a writer commits; the setting is stored in the file.
@@ -260,6 +281,6 @@ async def connect(url: str) -> Database:
 async def disconnect(database: Database) -> None:
     """``database.disconnect()``, closing the connections ``SQLitePool`` kept."""
     await database.disconnect()
-    pool = getattr(database._backend, "_pool", None)
-    if isinstance(pool, SQLitePool):
+    pool = SQLitePool.of(database)
+    if pool is not None:
         await pool.close()

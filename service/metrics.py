@@ -2,7 +2,9 @@
 
 Per-request counts and timings are added up in plain dictionaries and handed to prometheus-client
 once a second and before every scrape (an increment there takes a lock, and several per request
-cost measurably on the hot path); a scrape always sees this process's counts up to that moment.
+cost measurably on the hot path); a scrape always sees this process's counts up to that moment. A
+histogram's pending observations go in with one increment per bucket (``_add_to_histogram``, this
+module's one use of prometheus-client's internals, pinned and contract-tested).
 
 Under several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
 workers (the run command does): prometheus-client then keeps each worker's values in files there and
@@ -141,11 +143,7 @@ class Metrics(GatewayEvents):
         for child, amount in counts.items():
             child.inc(amount)
         for child, pending in observed.items():
-            # Histogram.observe() without one call per observation: the same sum and buckets.
-            child._sum.inc(pending[0])
-            for index, count in enumerate(pending[1:]):
-                if count:
-                    child._buckets[index].inc(count)
+            _add_to_histogram(child, pending)
 
     # The gateway's events. Label children are looked up once and kept: on the hot path ``labels()``
     # costs more than the increment.
@@ -209,6 +207,23 @@ class Metrics(GatewayEvents):
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+def _add_to_histogram(histogram: Any, pending: list[float]) -> None:
+    """What ``observe()`` on ``histogram`` (an unlabelled histogram, or a labelled one's child) does for
+    many observations at once, in one call per bucket instead of one per observation: ``pending`` is
+    their sum, then how many fell in each bucket (the first whose bound is >= the value; +Inf last).
+
+    The one place that uses prometheus-client's internals: the histogram's private ``_sum`` and
+    ``_buckets`` (one value per bucket, in bound order, not cumulative, each with ``inc``), which
+    ``observe()`` itself increments, in one process and in multi-process mode alike. Checked against
+    prometheus-client >=0.20,<0.27, the range ``pyproject.toml`` pins; ``tests/test_upstream_contracts.py``
+    fails, naming it, when a release changes them."""
+    histogram._sum.inc(pending[0])
+    buckets = histogram._buckets
+    for index, count in enumerate(pending[1:]):
+        if count:
+            buckets[index].inc(count)
 
 
 def _near_limit(states: tuple[LimitState, ...]) -> bool:

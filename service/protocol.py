@@ -24,7 +24,10 @@ pipelined head that is late behind a response still being made lets that respons
 already received) finish, then the connection is closed.
 
 This leans on uvicorn's ``HttpToolsProtocol`` and ``RequestResponseCycle`` internals (its parser
-callbacks, ``cycle``, ``pipeline``, ``flow``); ``tests/service/test_protocol.py`` is their contract test.
+callbacks, ``cycle``, ``pipeline``, ``flow``), all of it in ``HttpProtocol``, whose docstring lists
+them and the uvicorn range they were checked against (the one ``pyproject.toml`` pins);
+``tests/test_upstream_contracts.py`` is their contract test, ``tests/service/test_protocol.py`` tests
+the behaviour.
 """
 
 from __future__ import annotations
@@ -99,7 +102,22 @@ _BODY = 3  # more of a request body
 
 class HttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with a response's header and body writes gathered into one, and read
-    deadlines for the request head and body (see the module's docstring)."""
+    deadlines for the request head and body (see the module's docstring).
+
+    This class is the one place that relies on uvicorn's internals, checked against uvicorn
+    >=0.30,<0.56 (the range ``pyproject.toml`` pins; ``tests/test_upstream_contracts.py`` fails, naming
+    it, when a release changes them): the constructor ``(config, server_state, app_state, _loop)``;
+    ``connection_made`` setting ``self.transport`` and building ``self.flow`` (flow control) on the
+    transport it is given, and each request's cycle writing to whatever ``self.transport`` is when its
+    head completes (so replacing it after ``connection_made`` carries every response, while pausing
+    reads still reaches the socket); the parser callbacks ``data_received``, ``on_message_begin``,
+    ``on_headers_complete``, ``on_message_complete`` and ``connection_lost``; ``self.cycle`` (``None``
+    before the first request, then the newest request's) with ``response_started``,
+    ``response_complete``, ``waiting_for_100_continue``, ``keep_alive`` (``False``: closed after the
+    response) and ``disconnected`` with ``message_event`` (both set: ``receive()`` answers
+    ``http.disconnect`` and sends are dropped); ``self.pipeline`` (requests queued behind the one being
+    answered), ``self.flow.read_paused``, ``self.parser.should_upgrade()``, ``self._should_upgrade()``,
+    ``self.loop``, ``self.server_state.default_headers`` and ``STATUS_LINE``."""
 
     #: ``(HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT)``, read once per process when the first connection comes
     #: (by then uvicorn has loaded the app, and the service's start-up has stopped on a bad value).

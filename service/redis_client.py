@@ -70,7 +70,7 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
     if settings.redis_mode == "sentinel":
         if not settings.redis_sentinels:
             raise ValueError("REDIS_SENTINELS is required when REDIS_MODE=sentinel")
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # untyped in some redis-py 8 releases
             list(settings.redis_sentinels),
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_connect_timeout,
