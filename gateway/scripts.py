@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.connection import check_client
 from gateway.errors import RoundTripFailed
 from gateway.events import NO_EVENTS, GatewayEvents
 
@@ -99,10 +100,12 @@ class ScriptRunner:
     scripts may have run, so the batch fails (``RoundTripFailed``) instead of being sent again
     (a rotation would see its own write as reuse, a rate-limit hit would count twice). Stale pooled
     connections are caught before anything is written (a connection that has seen the server close
-    it is replaced). NOSCRIPT replies are the one resend: Redis ran nothing.
+    it is replaced). NOSCRIPT replies are the one resend: Redis ran nothing. A client that would resend
+    a batch itself (a ``RedisCluster`` with retries) is refused here (``gateway.connection.check_client``).
     """
 
     def __init__(self, client: Any, *, max_batch: int = 512, events: GatewayEvents | None = None) -> None:
+        check_client(client)
         self.client = client
         self.max_batch = max_batch
         #: Told of each round trip (seconds, calls in the batch, succeeded), for metrics.
@@ -216,9 +219,10 @@ class ScriptRunner:
             await pool.release(connection)
 
     async def _send_pipeline(self, batch: list[_Call]) -> list[Any]:
-        """A cluster client's pipeline (each command to its node). It is built without retries, so a
-        batch is never resent; after a connection failure the client is reset instead (what its own
-        retry does before resending), so the next batch reconnects and rediscovers the topology."""
+        """A cluster client's pipeline (each command to its node). The client has no retries (checked
+        when this runner was made), so a batch is never resent; after a connection failure the client is
+        reset instead (what its own retry does before resending), so the next batch reconnects and
+        rediscovers the topology."""
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for name, keys, args, _ in batch:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Connection, Redis, RedisCluster
-from redis.asyncio.retry import Retry
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.connection import check_client, client_options, use_hiredis_packing
 from service.settings import Settings
 
 #: Seconds a request may wait for a free pooled connection (local contention, not Redis slowness).
@@ -17,35 +15,18 @@ POOL_WAIT = 1.0
 
 
 def redis_options(settings: Settings) -> dict[str, Any]:
-    """Short timeouts and a single retry on a dropped connection (a restarted Redis leaves dead
-    sockets in the pool); timeouts are not retried, so a slow Redis costs one timeout."""
+    """Short timeouts, and the retry the gateway asks for (``gateway.connection.client_options``: one
+    retry on a dropped connection standalone, none on a cluster)."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_connect_timeout,
-        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        **client_options(cluster=settings.redis_mode == "cluster"),
     }
     if settings.redis_username:
         options["username"] = settings.redis_username
     if str(settings.redis_password):
         options["password"] = str(settings.redis_password)
     return options
-
-
-try:
-    import hiredis
-
-    class HiredisPackedConnection(Connection):
-        """Packs commands with hiredis's C encoder: redis-py's asyncio client packs in Python,
-        which costs more than a whole Lua script on the server."""
-
-        def pack_command(self, *args: Any) -> list[bytes]:
-            first = args[0]
-            if isinstance(first, str) and " " in first:  # "CLIENT SETINFO": the server wants two words
-                args = (*first.split(), *args[1:])
-            return [hiredis.pack_command(args)]
-
-except ImportError:  # pragma: no cover - hiredis is a dependency; keep working without it
-    HiredisPackedConnection = Connection  # type: ignore[misc,assignment]
 
 
 def describe(settings: Settings) -> str:
@@ -60,13 +41,17 @@ def describe(settings: Settings) -> str:
 
 
 def create_redis(settings: Settings) -> Redis | RedisCluster:
+    """The process's one client, checked against what the gateway asks of it (``check_client``)."""
+    client = _build(settings)
+    check_client(client)
+    return client
+
+
+def _build(settings: Settings) -> Redis | RedisCluster:
     options = redis_options(settings)
     if settings.redis_mode == "cluster":
         url = settings.redis_url or f"redis://{settings.redis_host}:{settings.redis_port}"
-        # No retries: the cluster pipeline resends a whole failed batch, and a script that may have run
-        # must never be sent twice (gateway/scripts.py). MOVED/ASK redirections still work.
-        cluster_options = {**options, "retry": Retry(NoBackoff(), 0)}
-        return RedisCluster.from_url(url, **cluster_options)
+        return RedisCluster.from_url(url, **options)  # no retries: see gateway.connection
     if settings.redis_mode == "sentinel":
         if not settings.redis_sentinels:
             raise ValueError("REDIS_SENTINELS is required when REDIS_MODE=sentinel")
@@ -93,6 +78,5 @@ def create_redis(settings: Settings) -> Redis | RedisCluster:
         pool = BlockingConnectionPool(
             host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **pool_options
         )
-    if pool.connection_class is Connection:  # plain TCP (TLS and unix sockets keep their own classes)
-        pool.connection_class = HiredisPackedConnection
+    use_hiredis_packing(pool)  # plain TCP only (TLS and unix sockets keep their own classes)
     return Redis(connection_pool=pool)

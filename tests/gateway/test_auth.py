@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gateway import AuthMiddleware, AuthRules, CircuitBreaker, SessionStore, TokenBlacklist, TokenIssuer, TokenVerifier
 from gateway.testing import RedisServer
-from tests.conftest import redis_client
+from tests.gateway.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.cache import cached
 from gateway.redis_keys import Keys
 from gateway.testing import RedisServer
-from tests.conftest import redis_client
+from tests.gateway.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from gateway import AuthRules, GatewayMiddleware, RateLimiter, TokenBlacklist, TokenVerifier
 from gateway.testing import RedisServer
-from tests.conftest import redis_client
+from tests.gateway.conftest import redis_client
 from tests.gateway.ratelimit.test_middleware import ROUTES, SECRET, auth, client, rules, token
 from tests.monitor import client_commands
 

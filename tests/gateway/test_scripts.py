@@ -17,7 +17,7 @@ from gateway import CircuitBreaker, RateLimiter, RedisUnavailable
 from gateway.ratelimit import parse_limits
 from gateway.scripts import lua_sha, lua_source, runner_for, scripts_loaded
 from gateway.testing import RedisServer
-from tests.conftest import redis_client
+from tests.gateway.conftest import redis_client
 from tests.proxy import DroppingProxy
 
 pytestmark = pytest.mark.anyio

@@ -31,7 +31,7 @@ from gateway import (
 )
 from gateway.ratelimit import QUOTA_EXCEEDED
 from gateway.testing import RedisServer
-from tests.conftest import redis_client
+from tests.gateway.conftest import redis_client
 
 pytestmark = pytest.mark.anyio
 SECRET = "rate-limit-test-secret-0123456789-0123456789"
