@@ -39,6 +39,7 @@ class CircuitBreaker:
         reset_timeout: float = 1.0,
         cooldown: float = 1.0,
         events: GatewayEvents | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -49,6 +50,8 @@ class CircuitBreaker:
         self.cooldown = cooldown
         #: Told of every call and state change; also what the scripts' round trips report to.
         self.events = events or NO_EVENTS
+        #: Seconds, for the pauses (``reset_timeout``, ``cooldown``); injectable so tests need not wait.
+        self.clock = clock
         self._failed_here: ContextVar[float] = ContextVar(f"redis_failed_{id(self)}", default=-cooldown)
         self.state: State = "closed"
         self._failures = 0
@@ -61,8 +64,8 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Whether a Redis call may be attempted now."""
         if self.state == "closed":
-            return time.monotonic() - self._failed_here.get() >= self.cooldown
-        if self.state == "open" and time.monotonic() - self._opened_at >= self.reset_timeout:
+            return self.clock() - self._failed_here.get() >= self.cooldown
+        if self.state == "open" and self.clock() - self._opened_at >= self.reset_timeout:
             self._set("half_open")
         if self.state == "half_open" and not self._probing:
             self._probing = True
@@ -78,7 +81,7 @@ class CircuitBreaker:
     def failure(self, exc: BaseException | None = None) -> None:
         """Record a failed call; ``exc``'s ``round_trip`` mark (if any) makes a shared round trip count once."""
         self._probing = False
-        self._failed_here.set(time.monotonic())
+        self._failed_here.set(self.clock())
         round_trip = getattr(exc, "round_trip", None)
         if round_trip is not None:
             if round_trip is self._last_round_trip:
@@ -86,7 +89,7 @@ class CircuitBreaker:
             self._last_round_trip = round_trip
         self._failures += 1
         if self.state == "half_open" or self._failures >= self.failure_threshold:
-            self._opened_at = time.monotonic()
+            self._opened_at = self.clock()
             if self.state != "open":
                 self._set("open")
 

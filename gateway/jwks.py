@@ -22,6 +22,7 @@ import logging
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,6 +69,7 @@ class JwksKeySet:
         stale_for: float = 86400,
         refetch_interval: float = 30,
         timeout: float = 5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname or "")):
@@ -81,6 +83,8 @@ class JwksKeySet:
         self.stale_for = stale_for
         self.refetch_interval = refetch_interval
         self.timeout = timeout
+        #: Seconds, for the cache's age and the refetch interval; injectable so tests need not wait.
+        self.clock = clock
         self.by_kid: dict[str, Key] = {}
         self.fresh_until = 0.0
         self.fetches = 0
@@ -90,7 +94,7 @@ class JwksKeySet:
     def for_token(self, kid: Any) -> Key:
         """The key a token's header names, from the cache (no I/O). ``UnknownKey`` when it is not
         there; ``KeysUnavailable`` when the cache is too stale to trust."""
-        now = time.monotonic()
+        now = self.clock()
         if now > self.fresh_until:
             self._refresh_in_background()
             if now > self.fresh_until + self.stale_for:
@@ -105,9 +109,9 @@ class JwksKeySet:
     async def learn(self, kid: str | None) -> None:
         """Refetch once for an unknown ``kid`` (at most once per ``refetch_interval``, shared by
         concurrent callers); never raises: the caller retries and refuses if it is still unknown."""
-        if kid is not None and kid in self.by_kid and time.monotonic() <= self.fresh_until + self.stale_for:
+        if kid is not None and kid in self.by_kid and self.clock() <= self.fresh_until + self.stale_for:
             return
-        if self._fetching is None and time.monotonic() - self._last_attempt < self.refetch_interval:
+        if self._fetching is None and self.clock() - self._last_attempt < self.refetch_interval:
             return
         await asyncio.shield(self._start())
 
@@ -116,7 +120,7 @@ class JwksKeySet:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._fetching is None and time.monotonic() - self._last_attempt >= min(self.refetch_interval, 5):
+        if self._fetching is None and self.clock() - self._last_attempt >= min(self.refetch_interval, 5):
             self._start()
 
     def _start(self) -> asyncio.Task[None]:
@@ -125,7 +129,7 @@ class JwksKeySet:
         return self._fetching
 
     async def _fetch(self) -> None:
-        self._last_attempt = time.monotonic()
+        self._last_attempt = self.clock()
         try:
             document, age = await asyncio.to_thread(self._get)
             keys = self._keys(document)
@@ -134,7 +138,7 @@ class JwksKeySet:
                            len(self.by_kid))  # fmt: skip
         else:
             self.by_kid = keys
-            self.fresh_until = time.monotonic() + age
+            self.fresh_until = self.clock() + age
         finally:
             self._fetching = None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.breaker import CircuitBreaker
@@ -78,12 +78,14 @@ class LocalLimiter:
     """The same algorithm in this process's memory: approximate (each worker counts alone), for while
     Redis is unreachable. Keeps at most ``max_keys`` keys, dropping the least recently used."""
 
-    def __init__(self, *, max_keys: int = 10_000) -> None:
+    def __init__(self, *, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_keys = max_keys
+        #: Seconds; injectable so tests need not wait for windows to slide.
+        self.clock = clock
         self._windows: OrderedDict[str, dict[int, tuple[int, list[int]]]] = OrderedDict()
 
     def hit(self, key: str, limits: Sequence[Limit], cost: int = 1) -> Decision:
-        now_ms = int(time.monotonic() * 1000)
+        now_ms = int(self.clock() * 1000)
         stored = self._windows.get(key)
         if stored is None:
             stored = self._windows[key] = {}

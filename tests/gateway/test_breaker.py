@@ -22,6 +22,16 @@ async def ok() -> str:
     return "ok"
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_opens_probes_and_closes() -> None:
     changes: list[str] = []
 
@@ -29,32 +39,43 @@ async def test_opens_probes_and_closes() -> None:
         def circuit_changed(self, state: str) -> None:
             changes.append(state)
 
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.05, cooldown=0, events=Changes())
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=5, cooldown=0, events=Changes(), clock=clock)
     for _ in range(2):
         with pytest.raises(RedisUnavailable):
             await breaker.call(fail)
     assert breaker.state == "open"
     with pytest.raises(RedisUnavailable, match="circuit open"):
         await breaker.call(ok)  # not even attempted
+    clock.now += 4.9
+    with pytest.raises(RedisUnavailable, match="circuit open"):
+        await breaker.call(ok)  # not before the pause is over
 
-    await asyncio.sleep(0.06)
+    clock.now += 0.1
     assert await breaker.call(ok) == "ok"
     assert breaker.state == "closed"
     assert changes == ["open", "half_open", "closed"]
 
 
 async def test_a_failed_probe_reopens() -> None:
-    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.01, cooldown=0)
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, cooldown=0, clock=clock)
     with pytest.raises(RedisUnavailable):
         await breaker.call(fail)
-    await asyncio.sleep(0.02)
-    with pytest.raises(RedisUnavailable):
+    clock.now += 5
+    with pytest.raises(RedisUnavailable, match="ConnectionError"):  # the probe reached Redis
         await breaker.call(fail)
     assert breaker.state == "open" and not breaker.allow()
+    clock.now += 4.9
+    assert not breaker.allow()  # a full pause again, from the failed probe
+    clock.now += 0.1
+    assert breaker.allow()  # the next probe
+    assert breaker.transitions == {"closed": 0, "open": 2, "half_open": 2}
 
 
 async def test_after_a_failure_the_same_request_skips_redis_for_the_cooldown() -> None:
-    breaker = CircuitBreaker(failure_threshold=3, cooldown=0.05)
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=3, cooldown=5, clock=clock)
 
     async def one_request() -> list[str]:
         outcomes = []
@@ -71,3 +92,12 @@ async def test_after_a_failure_the_same_request_skips_redis_for_the_cooldown() -
     # ...while another request, in its own task, still reaches Redis.
     assert await asyncio.create_task(breaker.call(ok)) == "ok"
     assert breaker.state == "closed"
+
+    async def skips_after_failing(wait: float) -> bool:
+        with pytest.raises(RedisUnavailable):
+            await breaker.call(fail)
+        clock.now += wait
+        return not breaker.allow()
+
+    assert await asyncio.create_task(skips_after_failing(4.9))  # inside the cooldown: skipped
+    assert not await asyncio.create_task(skips_after_failing(5))  # once it is over, Redis again

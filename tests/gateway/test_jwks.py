@@ -61,6 +61,16 @@ def idp(request: pytest.FixtureRequest) -> Iterator[IdentityProvider]:
         yield provider
 
 
+class Clock:
+    """A monotonic clock the test moves by hand (the key set's cache age and refetch interval)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def verifier_for(idp: IdentityProvider, **options: Any) -> TokenVerifier:
     jwks = JwksKeySet(idp.url, algorithm=idp.algorithm, **options)
     return TokenVerifier(key="our-own-secret-" + "x" * 30, jwks=jwks, issuer=ISSUER, audience=AUDIENCE)
@@ -99,13 +109,16 @@ async def test_refresh_and_id_tokens_of_an_identity_provider_are_refused(redis: 
 
 
 async def test_a_rotation_at_the_provider_is_followed_with_one_fetch(redis: Redis) -> None:
+    clock = Clock()
     with IdentityProvider("RS256") as idp:
-        async with client(app_for(verifier_for(idp, refetch_interval=0.2), redis)) as http:
+        async with client(app_for(verifier_for(idp, refetch_interval=30, clock=clock), redis)) as http:
             assert (await http.get("/me", headers=bearer(idp.token()))).status_code == 200
             old = idp.current
             new = idp.rotate()
-            await asyncio.sleep(0.25)
             signed_new = idp.token(key=new)
+            assert (await http.get("/me", headers=bearer(signed_new))).status_code == 401
+            assert idp.fetches == 1  # inside the refetch interval: refused without a fetch
+            clock.now += 30
             results = await asyncio.gather(*(http.get("/me", headers=bearer(signed_new)) for _ in range(20)))
             assert {r.status_code for r in results} == {200}
             assert idp.fetches == 2  # the new kid: one fetch, shared by the 20 concurrent requests
@@ -123,22 +136,40 @@ async def test_a_flood_of_unknown_kids_is_not_a_flood_of_fetches(redis: Redis) -
             assert idp.fetches <= 2  # the first fetch, and at most one refetch per interval
 
 
+async def settled(jwks: JwksKeySet) -> None:
+    """Wait for the refresh a request started in the background, if it is still running."""
+    if jwks._fetching is not None:
+        await jwks._fetching
+
+
 async def test_the_provider_down_keeps_serving_with_cached_keys(redis: Redis) -> None:
-    with IdentityProvider("ES256", max_age=1) as idp:
-        verifier = verifier_for(idp, min_age=1, refetch_interval=0.1, stale_for=3600)
+    clock = Clock()
+    with IdentityProvider("ES256", max_age=60) as idp:
+        verifier = verifier_for(idp, min_age=60, refetch_interval=1, stale_for=3600, clock=clock)
+        jwks = verifier.jwks
+        assert jwks is not None
         async with client(app_for(verifier, redis)) as http:
             assert (await http.get("/me", headers=bearer(idp.token()))).status_code == 200
+            assert jwks.fresh_until == clock.now + 60
             idp.down = True
-            await asyncio.sleep(1.2)  # the cached document is past its max-age
+            clock.now += 61  # the cached document is past its max-age
             started = time.monotonic()
             statuses = [(await http.get("/me", headers=bearer(idp.token()))).status_code for _ in range(20)]
             assert statuses == [200] * 20  # the cached keys serve; a background refresh fails quietly
             assert time.monotonic() - started < 2  # and no request waited on the dead endpoint
+            await settled(jwks)
+            assert idp.fetches == 2  # one refresh, and no other within the refetch interval
             idp.down = False
-            await asyncio.sleep(0.2)
+            clock.now += 1
             await http.get("/me", headers=bearer(idp.token()))
-            await asyncio.sleep(0.2)
-            assert verifier.jwks is not None and verifier.jwks.fresh_until > time.monotonic()  # refreshed again
+            await settled(jwks)
+            assert idp.fetches == 3 and jwks.fresh_until == clock.now + 60  # refreshed again
+            idp.down = True  # for good: the cached keys serve for stale_for past their age, not longer
+            clock.now += 60 + 3600
+            assert (await http.get("/me", headers=bearer(idp.token()))).status_code == 200
+            clock.now += 1
+            assert (await http.get("/me", headers=bearer(idp.token()))).status_code == 503
+            await settled(jwks)
 
 
 async def test_wrong_issuer_audience_and_algorithm_confusion_are_refused(redis: Redis) -> None:

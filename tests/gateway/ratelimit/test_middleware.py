@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import Any
@@ -32,6 +31,7 @@ from gateway import (
 from gateway.ratelimit import QUOTA_EXCEEDED
 from gateway.testing import RedisServer
 from tests.gateway.conftest import redis_client
+from tests.gateway.ratelimit.test_strategy import Clock, ClockedLimiter
 
 pytestmark = pytest.mark.anyio
 SECRET = "rate-limit-test-secret-0123456789-0123456789"
@@ -62,11 +62,18 @@ def rules(**options: Any) -> RateLimits:
     return RateLimits(**{"default": "5/minute", **options})
 
 
-def limited(redis: Any, *, client_address: ClientAddress | None = None, **options: Any) -> Any:
-    """Auth (no blacklist) then the rate limiter, as two separate middleware."""
+def limited(
+    redis: Any, *, client_address: ClientAddress | None = None, clock: Clock | None = None, **options: Any
+) -> Any:
+    """Auth (no blacklist) then the rate limiter, as two separate middleware; with a ``clock``, the
+    limiter's algorithm runs at the time it says instead of Redis's."""
     inner = RateLimitMiddleware(
         Starlette(routes=ROUTES),
-        limiter=RateLimiter(redis, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=5)),
+        limiter=(
+            ClockedLimiter(redis, clock)
+            if clock is not None
+            else RateLimiter(redis, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=5))
+        ),
         limits=rules(**options),
         routes=ROUTES,
         client_address=client_address,
@@ -134,44 +141,50 @@ async def test_budgets_are_per_user_per_endpoint_and_per_anonymous_ip(redis: Red
 
 
 async def test_refused_requests_do_not_consume_and_retry_after_is_the_real_wait(redis: Redis) -> None:
-    async with client(limited(redis, default="2/2second")) as http:
+    clock = Clock()
+    async with client(limited(redis, default="2/2second", clock=clock)) as http:
         assert [(await http.get("/items/1")).status_code for _ in range(2)] == [200, 200]
-        refused = [await http.get("/items/1") for _ in range(10)]  # hammering does not extend the wait
+        refused = []
+        for _ in range(10):  # hammering for 1.25 s does not extend the wait
+            refused.append(await http.get("/items/1"))
+            clock.now += 0.125
         assert {r.status_code for r in refused} == {429}
         retry_after = int(refused[0].headers["retry-after"])
         # The real wait: the 2 s window, plus up to one 0.1 s sub-window; Retry-After rounds it up.
         assert retry_after == 3
-        await asyncio.sleep(1.8)
+        assert [int(r.headers["retry-after"]) for r in refused] == [3] + [2] * 8 + [1]  # 2.1 s, counting down
+        clock.now = 1002.09375
         assert (await http.get("/items/1")).status_code == 429  # not earlier than the real wait
-        await asyncio.sleep(retry_after - 1.8)
+        clock.now = 1000 + retry_after
         assert (await http.get("/items/1")).status_code == 200  # and free by Retry-After
 
 
 async def test_no_window_of_the_limits_length_admits_more_than_the_limit(redis: Redis) -> None:
+    clock = Clock()
     admitted: list[float] = []
-    async with client(limited(redis, default="5/2second")) as http:
-        deadline = time.monotonic() + 4.5
-        while time.monotonic() < deadline:
+    async with client(limited(redis, default="5/2second", clock=clock)) as http:
+        for step in range(300):  # requests 1/128 s to 1/8 s apart, for 20 s
+            clock.now += (1 + step * 7 % 16) / 128
             if (await http.get("/items/1")).status_code == 200:
-                admitted.append(time.monotonic())
-            await asyncio.sleep(0.03)
-    assert len(admitted) >= 10  # it does let traffic through as windows slide
+                admitted.append(clock.now)
+    assert len(admitted) >= 45  # it does let traffic through as windows slide (at most 50 in 20 s)
     for i, start in enumerate(admitted):
-        in_window = [t for t in admitted[i:] if t - start < 1.95]  # a 2 s window, minus client-side jitter
+        in_window = [t for t in admitted[i:] if t - start <= 2]
         assert len(in_window) <= 5, admitted
 
 
 async def test_several_limits_at_once(redis: Redis) -> None:
-    async with client(limited(redis, default="2/second;3/minute")) as http:
+    clock = Clock()
+    async with client(limited(redis, default="2/second;3/minute", clock=clock)) as http:
         first = await http.get("/items/1")
         assert first.headers["ratelimit-policy"] == '"default-1s";q=2;w=1, "default-60s";q=3;w=60'
         assert re.fullmatch(r'"default-1s";r=1;t=[12], "default-60s";r=2;t=6[0-3]', first.headers["ratelimit"])
         await http.get("/items/1")
         burst = await http.get("/items/1")
         assert burst.status_code == 429 and burst.json()["violated-policies"] == ["default-1s"]
-        await asyncio.sleep(1.05)
+        clock.now += 1.0625
         assert (await http.get("/items/1")).status_code == 200
-        await asyncio.sleep(1.05)
+        clock.now += 1.0625
         minute = await http.get("/items/1")
         assert minute.status_code == 429 and minute.json()["violated-policies"] == ["default-60s"]
         assert int(minute.headers["retry-after"]) >= 55
