@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from typing import NamedTuple
 
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +33,31 @@ def assign_request_id(scope: Scope, header: bytes = b"x-request-id") -> str:
     return rid
 
 
+class RequestId(NamedTuple):
+    """One request's id while it runs (``begin_request``): its text, the response header that echoes
+    it, and what ``end_request`` needs to restore the previous id."""
+
+    text: str
+    header: tuple[bytes, bytes]
+    token: Token[str]
+
+
+def begin_request(scope: Scope, header: bytes = b"x-request-id") -> RequestId:
+    """Give the request its id (``assign_request_id``) and make it the current one for log records.
+    For a layer that does this alongside other work (the service's metrics layer) instead of adding
+    ``RequestIdMiddleware``: call ``end_request`` when the request is over."""
+    text = assign_request_id(scope, header)
+    return RequestId(text, (header, text.encode()), request_id.set(text))
+
+
+def end_request(rid: RequestId) -> None:
+    request_id.reset(rid.token)
+
+
 class RequestIdMiddleware:
+    """Every HTTP request gets an id (the caller's ``X-Request-ID`` when sane), echoed in the response
+    and current for log records (``request_id``) while it runs."""
+
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
         self.app = app
         self.header = header.lower().encode()
@@ -41,16 +66,14 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = assign_request_id(scope, self.header)
-        token = request_id.set(rid)
-        encoded = rid.encode()
+        rid = begin_request(scope, self.header)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((self.header, encoded))
+                message.setdefault("headers", []).append(rid.header)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            request_id.reset(token)
+            end_request(rid)

@@ -380,16 +380,21 @@ async def test_epoch_refuses_tokens_issued_before_redis_lost_its_data(own_redis_
     await redis.aclose()
 
 
-async def test_non_http_scopes_pass_through_untouched() -> None:
-    seen = []
+async def test_lifespan_passes_through_and_a_websocket_is_gated_like_a_request() -> None:
+    """A server without the denial-response extension gets a close before accept (1008)."""
+    seen, sent = [], []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
+    async def send(message: Any) -> None:
+        sent.append(message)
+
     app = AuthMiddleware(inner, verifier=TokenVerifier(key=SECRET))
     await app({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
-    await app({"type": "websocket", "headers": []}, None, None)  # type: ignore[arg-type]
-    assert seen == ["lifespan", "websocket"]
+    await app({"type": "websocket", "path": "/ws", "headers": [], "subprotocols": []}, None, send)  # type: ignore[arg-type]
+    assert seen == ["lifespan"]
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "A bearer token is required."}]
 
 
 class CountingServer:
