@@ -17,6 +17,9 @@ class RequestTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
+    """Refuse a request body over ``max_body_size`` bytes with a 413 problem: at once when the
+    declared ``Content-Length`` says so, else as soon as a streamed (chunked) body passes it."""
+
     def __init__(self, app: ASGIApp, *, max_body_size: int = 65536) -> None:
         if max_body_size < 0:
             raise ValueError("max_body_size must not be negative")

@@ -11,6 +11,9 @@ from gateway.types import ASGIApp, Receive, Scope, Send
 
 
 class HeaderLimitMiddleware:
+    """Refuse a request with more than ``max_headers`` headers or more than ``max_header_size`` bytes
+    of them with a 431 problem, before any other layer reads them."""
+
     def __init__(self, app: ASGIApp, *, max_header_size: int = 16384, max_headers: int = 100) -> None:
         if max_header_size < 1 or max_headers < 1:
             raise ValueError("max_header_size and max_headers must be positive")

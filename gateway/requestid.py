@@ -51,6 +51,7 @@ def begin_request(scope: Scope, header: bytes = b"x-request-id") -> RequestId:
 
 
 def end_request(rid: RequestId) -> None:
+    """The request is over: the id that was current before ``begin_request`` is current again."""
     request_id.reset(rid.token)
 
 
