@@ -17,7 +17,7 @@ longer being valid**, on any instance sharing the Redis:
 Nothing is polled: no Redis command per open connection per second. When the channel is lost, no
 change can be seen, so every open connection is closed with a "reconnect" code (``CLOSE_RETRY``),
 and new ones are refused (503) until it is back. A WebSocket is closed with code 1008 and the reason
-("token revoked", ...); an SSE stream ends with a last event ``event: closed`` whose data says why.
+("token revoked", ...); an SSE stream ends with a last event ``event: close`` whose data says why.
 
 ``StreamGuard`` also caps the connections one user holds open at once across every instance
 (``per_user``; the next gets 429): each holds a lease in ``streams:{user_id}``, renewed in one
@@ -336,8 +336,8 @@ async def serve_stream(
     app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, claims: Claims, guard: StreamGuard
 ) -> None:
     """Run the app for an authenticated HTTP request; if it answers with an SSE stream, the stream is
-    followed by ``guard`` and ended with a last event (``event: closed``, data ``{"reason",
-    "retry"}``) when its token stops being valid. The app's later sends are dropped, and the server
+    followed by ``guard`` and ended with a last event (``event: close``, data ``{"type": "close",
+    "reason", "retry"}``) when its token stops being valid. The app's later sends are dropped, and the server
     tells it the client is gone (``http.disconnect``)."""
     lock = asyncio.Lock()
     state: dict[str, Any] = {"closed": False, "stream": None}
@@ -346,7 +346,8 @@ async def serve_stream(
         async with lock:
             if not state["closed"]:
                 state["closed"] = True
-                event = b"event: closed\ndata: " + orjson.dumps({"reason": reason, "retry": retry}) + b"\n\n"
+                data = orjson.dumps({"type": "close", "reason": reason, "retry": retry})
+                event = b"event: close\ndata: " + data + b"\n\n"
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": event, "more_body": False})
 

@@ -216,9 +216,9 @@ async def test_a_logout_closes_an_open_websocket_and_an_open_sse_stream_within_a
             rest = [line async for line in lines]
             assert time.monotonic() - started < 1.0
     assert (code, reason) == (CLOSE_POLICY, "The token has been revoked.")
-    assert "event: closed" in rest
-    closing = orjson.loads(rest[rest.index("event: closed") + 1].removeprefix("data: "))
-    assert closing == {"reason": "The token has been revoked.", "retry": False}
+    assert "event: close" in rest
+    closing = orjson.loads(rest[rest.index("event: close") + 1].removeprefix("data: "))
+    assert closing == {"type": "close", "reason": "The token has been revoked.", "retry": False}
 
 
 async def revoke(server: Server, claims: dict[str, Any]) -> None:
