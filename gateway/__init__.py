@@ -12,13 +12,14 @@ The top level is what an app composes:
 - tokens and keys: ``TokenVerifier``, ``TokenIssuer``, ``KeySet`` (ours, rotatable), ``JwksKeySet``
   (an identity provider's), ``InvalidToken``;
 - the Redis-backed parts: ``TokenBlacklist`` (revocation), ``SessionStore`` (logins), ``RateLimiter``,
-  the ``@cached`` decorator and its coherent in-process tier ``NearCache``; ``RedisUnavailable``;
+  the ``@cached`` decorator and its coherent in-process tier ``NearCache``, ``StreamGuard`` (closes
+  WebSockets and SSE streams whose token stops being valid); ``RedisUnavailable``;
 - ``ProblemResponse``: the ``application/problem+json`` errors they answer with.
 
 Building blocks live in named submodules, each documented: ``gateway.tokens``, ``gateway.signing_keys``,
 ``gateway.jwks``, ``gateway.blacklist``, ``gateway.sessions``, ``gateway.otp``, ``gateway.epoch``,
 ``gateway.ratelimit``, ``gateway.cache``, ``gateway.nearcache``, ``gateway.routing``, ``gateway.auth``,
-``gateway.checks``, ``gateway.requestid``, ``gateway.scripts``, ``gateway.errors``, ``gateway.types``;
+``gateway.checks``, ``gateway.streams``, ``gateway.requestid``, ``gateway.scripts``, ``gateway.errors``, ``gateway.types``;
 ``gateway.testing`` gives tests a real ``redis-server``; ``gateway.integrations`` has FastAPI and
 Django helpers.
 """
@@ -44,6 +45,7 @@ from gateway.redis_keys import Keys
 from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
 from gateway.sessions import SessionStore
+from gateway.streams import StreamGuard
 from gateway.signing_keys import KeySet
 from gateway.tokens import InvalidToken, TokenIssuer, TokenVerifier
 
@@ -71,6 +73,7 @@ __all__ = [
     "RedisUnavailable",
     "RequestIdMiddleware",
     "SessionStore",
+    "StreamGuard",
     "TokenBlacklist",
     "TokenIssuer",
     "TokenVerifier",
