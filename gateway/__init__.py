@@ -19,7 +19,8 @@ The top level is what an app composes:
 Building blocks live in named submodules, each documented: ``gateway.tokens``, ``gateway.signing_keys``,
 ``gateway.jwks``, ``gateway.blacklist``, ``gateway.sessions``, ``gateway.otp``, ``gateway.epoch``,
 ``gateway.ratelimit``, ``gateway.cache``, ``gateway.nearcache``, ``gateway.routing``, ``gateway.auth``,
-``gateway.checks``, ``gateway.streams``, ``gateway.requestid``, ``gateway.scripts``, ``gateway.errors``, ``gateway.types``;
+``gateway.checks``, ``gateway.streams``, ``gateway.requestid``, ``gateway.scripts``, ``gateway.errors``,
+``gateway.types``;
 ``gateway.testing`` gives tests a real ``redis-server``; ``gateway.integrations`` has FastAPI and
 Django helpers.
 """
@@ -45,8 +46,8 @@ from gateway.redis_keys import Keys
 from gateway.requestid import RequestIdMiddleware
 from gateway.routing import EndpointResolver
 from gateway.sessions import SessionStore
-from gateway.streams import StreamGuard
 from gateway.signing_keys import KeySet
+from gateway.streams import StreamGuard
 from gateway.tokens import InvalidToken, TokenIssuer, TokenVerifier
 
 __all__ = [
