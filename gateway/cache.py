@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 import string
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import orjson
@@ -99,6 +99,24 @@ class Generation:
     async def retry_pending(self) -> bool:
         """Bump again if a bump is pending; True when nothing is pending any more."""
         return await self.bump() if self.pending else True
+
+
+class Publish(NamedTuple):
+    """An event added to a Redis Stream in the step that invalidates (``CachedFunction.invalidate(...,
+    publish=)``): ``XADD stream MAXLEN ~ max_len * field value ...`` in the same script as the delete
+    (and the generation bump), so readers of the stream see the writes in the order they invalidated,
+    and no write's event is published without its invalidation. ``stream`` is the full key (prefix
+    included); on a cluster it must share the generation's slot (``Generation.scope`` gives such a
+    key), or the key's when there is no generation. ``ttl`` (seconds) is renewed by every event.
+
+    When Redis cannot be reached the event is *not* published, now or later (the invalidation stays
+    pending and is retried without it): an event delivered after later writes' events would break
+    their order, so the caller decides what its readers are told (``invalidate`` returns False)."""
+
+    stream: str
+    fields: Mapping[str, str | bytes | int]
+    max_len: int = 10_000
+    ttl: int = 30 * 86400
 
 
 #: Argument types whose key text is a function of their value alone (memoised keys).
@@ -309,36 +327,45 @@ class CachedFunction(Generic[P, T]):
                 waiter.set_result(fetched)
         return fetched
 
-    async def invalidate(self, *args: Any, bump: Generation | None = None, **kwargs: Any) -> bool:
-        """Delete the entry (and any lease on it); with ``bump``, also bump that generation in the same
-        step (one script; two calls on a cluster, where the two keys live in different slots). When
-        Redis cannot be reached, returns False and remembers the key (and the generation) as
-        *pending*: this process reads them from the loader, never from Redis, until
+    async def invalidate(
+        self, *args: Any, bump: Generation | None = None, publish: Publish | None = None, **kwargs: Any
+    ) -> bool:
+        """Delete the entry (and any lease on it); with ``bump``, also bump that generation, and with
+        ``publish``, add that event to its stream, in the same step (one script; on a cluster, where
+        the entry lives in another slot, the delete is a call of its own before the bump and the
+        event). When Redis cannot be reached, returns False and remembers the key (and the
+        generation) as *pending*: this process reads them from the loader, never from Redis, until
         :meth:`retry_pending` (and ``Generation.retry_pending``) has delivered them, so a stale
-        entry is never served here."""
-        return await self.invalidate_key(self.key(*args, **kwargs), bump=bump)
+        entry is never served here. The event is then not published (see :class:`Publish`)."""
+        return await self.invalidate_key(self.key(*args, **kwargs), bump=bump, publish=publish)
 
-    async def invalidate_key(self, key: str, *, bump: Generation | None = None) -> bool:
+    async def invalidate_key(self, key: str, *, bump: Generation | None = None, publish: Publish | None = None) -> bool:
         """:meth:`invalidate` by the full key (as :meth:`key` returns it)."""
         near = self.near
         if near is not None:
             near.discard(key)  # reads in flight now may not keep what they find
         client = self._client()
+        deleted = False  # (on a cluster, by a call of its own)
         try:
             if client is None:
                 raise RedisUnavailable("no Redis client")
-            if bump is not None and not self.keys.cluster:
-                scripts = self._scripts.bind(client, self.breaker.events)
-                await self.breaker.call(lambda: scripts["cache_invalidate"](keys=[key, bump.key], args=[bump.ttl]))
-                bump.pending = False
-            else:
+            if bump is None and publish is None:
                 await self.breaker.call(lambda: client.delete(key))
-                if bump is not None and not await bump.bump():
-                    self.pending.discard(key)
-                    return False
+            else:
+                keys, args = _invalidation([] if self.keys.cluster else [key], bump, publish)
+                if self.keys.cluster:
+                    await self.breaker.call(lambda: client.delete(key))
+                    deleted = True
+                scripts = self._scripts.bind(client, self.breaker.events)
+                await self.breaker.call(lambda: scripts["cache_invalidate"](keys=keys, args=args))
+                if bump is not None:
+                    bump.pending = False
         except RedisUnavailable as exc:
             self.stats.record("errors")
-            self.pending.add(key)
+            if deleted:
+                self.pending.discard(key)
+            else:
+                self.pending.add(key)
             if bump is not None:
                 bump.pending = True
             logger.warning("cache invalidation of %s failed (%s); it stays pending", key, exc)
@@ -438,6 +465,25 @@ class CachedFunction(Generic[P, T]):
         return None
 
 
+def _invalidation(
+    deletes: list[str], bump: Generation | None, publish: Publish | None
+) -> tuple[list[str], list[str | bytes | int]]:
+    """``cache_invalidate.lua``'s KEYS and ARGV."""
+    keys = [*deletes]
+    args: list[str | bytes | int] = [len(deletes), "", "", ""]
+    if bump is not None:
+        keys.append(bump.key)
+        args[1] = bump.ttl
+    if publish is not None:
+        if publish.max_len < 1 or publish.ttl < 1 or not publish.fields:
+            raise ValueError("an event needs fields, and its stream a max_len and a ttl of at least 1")
+        keys.append(publish.stream)
+        args[2], args[3] = publish.max_len, publish.ttl
+        for field, value in publish.fields.items():
+            args += [field, value]
+    return keys, args
+
+
 def cached(
     template: str,
     *,
@@ -480,4 +526,4 @@ def cached(
     return decorate
 
 
-__all__ = ["CacheResult", "CachedFunction", "Generation", "cached"]
+__all__ = ["CacheResult", "CachedFunction", "Generation", "Publish", "cached"]

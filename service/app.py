@@ -45,9 +45,10 @@ from gateway.otp import OtpStore
 from gateway.ratelimit import PolicyChooser
 from gateway.tokens import HMAC_ALGORITHMS
 from gateway.types import Scope
-from service import auth, db, diagnostics, docs, listings, metrics
+from service import auth, db, diagnostics, docs, listings, live, metrics
 from service.accesslog import AccessLog
-from service.catalog import LISTING_PREFIX, Listings
+from service.catalog import EVENTS_STREAM, LISTING_PREFIX, Listings
+from service.feed import Feed
 from service.metrics import Metrics, MetricsMiddleware
 from service.openapi import build_openapi
 from service.otp_sender import LogOtpSender, OtpSender
@@ -84,7 +85,8 @@ EXPOSED_HEADERS = (
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
-    routes: list[BaseRoute] = [*listings.routes, *auth.routes, *diagnostics.probe_routes, *metrics.routes]
+    # (the feed's path first: /listings/{listing_id} would take /listings/events)
+    routes: list[BaseRoute] = [*live.routes, *listings.routes, *auth.routes, *diagnostics.probe_routes, *metrics.routes]
     if settings.diagnostics:
         routes += diagnostics.diagnostic_routes
     routes.append(Route("/openapi.json", openapi, methods=["GET"], name="openapi"))
@@ -300,6 +302,24 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
         if settings.near_cache
         else None
     )
+    catalog = Listings(
+        redis=redis,
+        database=connections.require_database,
+        keys=keys,
+        breaker=breaker,
+        events=metrics,
+        near=near,
+        cache_ttl=settings.cache_ttl,
+        miss_ttl=settings.cache_miss_ttl,
+        search_ttl=settings.search_cache_ttl,
+    )
+    # The stream shares the search generation's slot on a cluster: one script bumps the one and adds to the other.
+    catalog.feed = feed = Feed(
+        redis=redis,
+        stream=catalog.generation.scope(EVENTS_STREAM),
+        max_len=settings.feed_max_len,
+        buffer=settings.feed_buffer,
+    )
     return Kapi(
         settings=settings,
         connections=connections,
@@ -324,17 +344,8 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
         ),
         access_log=AccessLog(json=settings.production) if settings.access_log and logs_info else None,
         near=near,
-        listings=Listings(
-            redis=redis,
-            database=connections.require_database,
-            keys=keys,
-            breaker=breaker,
-            events=metrics,
-            near=near,
-            cache_ttl=settings.cache_ttl,
-            miss_ttl=settings.cache_miss_ttl,
-            search_ttl=settings.search_cache_ttl,
-        ),
+        listings=catalog,
+        feed=feed,
     )
 
 
@@ -361,12 +372,14 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
         drainer = asyncio.create_task(drain_invalidations(kapi))
         if kapi.near is not None:
             await kapi.near.start()
+        await kapi.feed.start()
         try:
             yield
         finally:
             drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
+            await kapi.feed.aclose()
             if kapi.near is not None:
                 await kapi.near.aclose()
             if kapi.access_log is not None:

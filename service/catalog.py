@@ -10,15 +10,18 @@ from typing import Any
 import orjson
 from databases import Database
 
-from gateway import CircuitBreaker, GatewayEvents, Keys, NearCache, cached
+from gateway import CircuitBreaker, GatewayEvents, Keys, NearCache, RedisUnavailable, cached
 from gateway.cache import CachedFunction, Generation
 from gateway.types import RedisSource
 from service import search
+from service.feed import Change, Feed
 from service.schemas import ListingCreate, ListingUpdate
 from service.store import Listing, ListingQuery, ListingStore, now_rfc3339
 
 #: Where one listing is cached (``listing:{listing_id}``): the near cache keeps copies under it.
 LISTING_PREFIX = "listing:"
+#: The listing events stream (``service.feed``), behind the search generation's hash tag on a cluster.
+EVENTS_STREAM = "listings:events"
 
 
 class Listings:
@@ -26,7 +29,11 @@ class Listings:
     deletes the entry before it answers, and when Redis cannot be reached the key goes to the
     database outbox (``cache_invalidations``), which every process reads (and bypasses the cache
     for) until one of them has deleted the key in Redis: the write commits, and a stale entry is
-    never served."""
+    never served.
+
+    With a ``feed``, the same step publishes the write to the listing events stream (``service.feed``).
+    A write whose step cannot reach Redis publishes nothing; when the outbox delivers its invalidation,
+    the feed announces a ``reset`` instead (an event sent that late would arrive after later writes')."""
 
     def __init__(
         self,
@@ -40,8 +47,11 @@ class Listings:
         cache_ttl: int,
         miss_ttl: int,
         search_ttl: int,
+        feed: Feed | None = None,
     ) -> None:
         self._database = database
+        #: Where each write is published in its invalidation step (None: nowhere).
+        self.feed = feed
 
         @cached(
             LISTING_PREFIX + "{listing_id}",
@@ -86,23 +96,31 @@ class Listings:
 
     async def create(self, data: ListingCreate, owner_id: str) -> Listing:
         listing = await self.store.create(data, owner_id=owner_id)
-        await self.invalidate(listing["id"])  # a 404 for this id may have been cached before the row existed
+        # (a 404 for this id may have been cached before the row existed)
+        await self.invalidate(listing["id"], Change("created", listing["id"], listing, [listing["city"]]))
         return listing
 
     async def update(self, listing_id: int, changes: ListingUpdate) -> Listing | None:
+        # A listing that leaves a city is news to that city's feeds too: they hear of it by its old city.
+        moves = self.feed is not None and "city" in changes.model_fields_set
+        before = await self.store.get(listing_id) if moves else None
         listing = await self.store.update(listing_id, changes)
-        await self.invalidate(listing_id)
+        cities = [listing["city"], *([before["city"]] if before else [])] if listing else []
+        await self.invalidate(listing_id, Change("updated", listing_id, listing, cities) if listing else None)
         return listing
 
     async def delete(self, listing_id: int) -> bool:
+        before = await self.store.get(listing_id) if self.feed is not None else None  # its city, for the feeds
         deleted = await self.store.delete(listing_id)
-        await self.invalidate(listing_id)
+        cities = [before["city"]] if before else []
+        await self.invalidate(listing_id, Change("deleted", listing_id, None, cities) if deleted else None)
         return deleted
 
-    async def invalidate(self, listing_id: int) -> None:
-        """After a write: delete ``listing:{id}`` and bump the search generation in one step, or queue
-        both in the outbox when Redis is away."""
-        if not await self.read.invalidate(listing_id, bump=self.generation):
+    async def invalidate(self, listing_id: int, change: Change | None = None) -> None:
+        """After a write: delete ``listing:{id}``, bump the search generation and publish ``change`` to
+        the feed in one step, or queue the first two in the outbox when Redis is away."""
+        publish = self.feed.publication(change) if self.feed is not None and change is not None else None
+        if not await self.read.invalidate(listing_id, bump=self.generation, publish=publish):
             for key in (self.read.key(listing_id), self.generation.key):
                 await self.database.execute(
                     "INSERT INTO cache_invalidations (cache_key, created_at) VALUES (:key, :at) ON CONFLICT DO NOTHING",
@@ -121,11 +139,21 @@ class Listings:
         if not self.read.pending and not self.generation.pending:
             return 0
         done = await self.read.retry_pending()
-        if self.generation.pending and await self.generation.retry_pending():
+        # Some write's step never reached Redis, and its event was not published: the feeds start over.
+        if self.generation.pending and await self.generation.retry_pending() and await self._announce_reset():
             done.append(self.generation.key)
         for key in done:
             await self.database.execute("DELETE FROM cache_invalidations WHERE cache_key = :key", {"key": key})
         return len(done)
+
+    async def _announce_reset(self) -> bool:
+        if self.feed is None:
+            return True
+        try:
+            await self.feed.announce_reset()
+        except RedisUnavailable:
+            return False  # the outbox keeps the generation: the bump and the reset are tried again
+        return True
 
     @staticmethod
     def digest(query: ListingQuery) -> str:

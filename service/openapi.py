@@ -51,6 +51,7 @@ _ERRORS = {
     "401": _problem("Missing, invalid or revoked token"),
     "403": _problem("Not the owner"),
     "404": _problem("Not found"),
+    "406": _problem("Not asked for as an event stream (Accept: text/event-stream)"),
     "413": _problem("Body larger than MAX_BODY_SIZE"),
     "422": _problem("Validation error"),
     "429": {**_problem("Rate limit exceeded"), "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
@@ -88,7 +89,74 @@ _LISTING_LINKS = {
     for name in ("get_listing", "update_listing", "delete_listing")
 }
 
+_EVENT_ID = {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$", "maxLength": 41, "examples": ["1718000000000-0"]}
+_FEED_CITY = {
+    "name": "city", "in": "query", "description": "only this city's listings (the whole value, Turkish-aware)",
+    "schema": {"type": "string", "maxLength": 100, "pattern": r"^[^\x00]*$"},
+}  # fmt: skip
+_FEED_RESUME = {
+    "name": "last_event_id", "in": "query", "schema": _EVENT_ID,
+    "description": "resume after this event (the id of the last one seen); SSE: Last-Event-ID wins",
+}  # fmt: skip
+
+#: What each feed message holds (SSE: the data of a change or a reset; WebSocket: the same, with event_id).
+_FEED_MESSAGE = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type", "id", "listing"],
+            "properties": {
+                "type": {"enum": ["created", "updated", "deleted"]},
+                "id": {"type": "integer"},
+                "listing": {"oneOf": [_ref("ListingOut"), {"type": "null"}]},
+                "event_id": _EVENT_ID,
+            },
+        },
+        {
+            "type": "object",
+            "description": "events were missed (no longer kept, or lost): fetch the listings again, then go on",
+            "required": ["type", "reason"],
+            "properties": {"type": {"const": "reset"}, "reason": {"type": "string"}, "event_id": _EVENT_ID},
+        },
+    ]
+}
+
+_FEED_DESCRIPTION = """Every listing write (create, update, delete), by anyone, on any instance, in write order.
+
+**SSE** (this operation, `Accept: text/event-stream`): each change is `id: <event id>` and `data:` the JSON
+`{"type": "created" | "updated" | "deleted", "id", "listing"}` (`listing` as `GET /listings/{listing_id}`
+returns it, `null` when deleted); `event: reset` with `{"type": "reset", "reason"}` when events were
+missed (fetch the listings again, then go on); a comment `: ping` every `FEED_HEARTBEAT` seconds (15);
+`event: close` with `{"type": "close", "reason"}` when the server ends the stream (reconnect with
+`Last-Event-ID`). An update that moves a listing out of the `city` is sent to that city's feeds too.
+
+**WebSocket** (the same path): the same JSON as text messages, with the event's id in `event_id`;
+resume with `?last_event_id=`. Closed with 1013 when the client falls `FEED_BUFFER` events behind,
+1001 when the server shuts down."""
+
 OPERATIONS: dict[str, dict[str, Any]] = {
+    "listing_events": {
+        "summary": "Live listing changes as Server-Sent Events (or a WebSocket on the same path)",
+        "description": _FEED_DESCRIPTION,
+        "parameters": [
+            _FEED_CITY,
+            _FEED_RESUME,
+            {"name": "Last-Event-ID", "in": "header", "schema": _EVENT_ID, "description": "resume after this event"},
+        ],
+        "responses": {
+            "200": {
+                "description": "The event stream (it ends only when the client leaves or the server closes it)",
+                "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": _FEED_MESSAGE}},
+            },
+            **_errors("406", "422", *_GATED),
+        },
+        "x-websocket": {
+            "path": "/listings/events",
+            "parameters": [_FEED_CITY, _FEED_RESUME],
+            "messages": _FEED_MESSAGE,
+            "close-codes": {"1001": "the server is shutting down", "1013": "fell behind: resume with last_event_id"},
+        },
+    },
     "list_listings": {
         "summary": "Search listings, newest first (Turkish-aware: İ/i/I/ı and ş ğ ç ö ü fold to their base)",
         "parameters": _QUERY,
@@ -235,6 +303,7 @@ _QUERY.extend(_query_parameters())
 
 #: Operations that take a bearer token: True when required, False when optional.
 SECURED: dict[str, bool] = {
+    "listing_events": True,
     "list_listings": False,
     "get_listing": False,
     "create_listing": True,

@@ -129,6 +129,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
     access_log: bool = True
+    feed_max_len: int = 10_000
+    feed_heartbeat: float = 15.0
+    feed_buffer: int = 1000
 
     @property
     def production(self) -> bool:
@@ -219,6 +222,9 @@ class Settings:
             trusted_proxies=get("TRUSTED_PROXIES", _csv, ""),
             log_level=get("LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             access_log=get("ACCESS_LOG", _boolean, "true"),
+            feed_max_len=get("FEED_MAX_LEN", _int_between(10, 10_000_000), "10000"),
+            feed_heartbeat=get("FEED_HEARTBEAT", _timeout, "15"),
+            feed_buffer=get("FEED_BUFFER", _int_between(1, 1_000_000), "1000"),
         )
         _check_keys(settings, secret)
         if settings.jwt_jwks_url and not (settings.jwt_issuer and settings.jwt_audience):

@@ -29,6 +29,7 @@ from gateway.otp import OtpStore
 from gateway.types import RedisClient
 from service.accesslog import AccessLog
 from service.catalog import Listings
+from service.feed import Feed
 from service.metrics import Metrics
 from service.otp_sender import OtpSender
 from service.settings import Settings
@@ -72,6 +73,8 @@ class Kapi:
     #: Hot listings in process memory, kept coherent by Redis (NEAR_CACHE); None when off.
     near: NearCache | None
     listings: Listings
+    #: Live listing changes (GET /listings/events): the stream's reader and the open feeds.
+    feed: Feed
 
     @property
     def redis(self) -> RedisClient | None:
