@@ -10,4 +10,4 @@ RUN pip install --no-cache-dir ".[service,gunicorn]"
 RUN useradd --system --uid 10001 --home-dir /app kapi && mkdir -p /data && chown kapi:kapi /data
 USER kapi
 EXPOSE 8000
-CMD ["sh", "-c", "exec uvicorn service.main:app --host 0.0.0.0 --port ${PORT} --no-proxy-headers --no-server-header --no-access-log --http service.protocol:HttpProtocol"]
+CMD ["sh", "-c", "exec uvicorn service.main:app --host 0.0.0.0 --port ${PORT} --no-proxy-headers --no-server-header --no-access-log --http service.protocol:HttpProtocol --timeout-graceful-shutdown 10"]

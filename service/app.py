@@ -43,6 +43,7 @@ from gateway import (
 )
 from gateway.otp import OtpStore
 from gateway.ratelimit import PolicyChooser
+from gateway.streams import StreamGuard
 from gateway.tokens import HMAC_ALGORITHMS
 from gateway.types import Scope
 from service import auth, db, diagnostics, docs, listings, live, metrics
@@ -142,6 +143,7 @@ def build_middleware(settings: Settings, kapi: Kapi, resolver: EndpointResolver)
             keys=kapi.keys,
             client_address=kapi.client_ip,
             events=kapi.metrics,
+            streams=kapi.streams,
         ),
         Middleware(RouteShortcut, resolver=resolver, endpoints=["GET /listings/{listing_id}"]),
     ]
@@ -302,6 +304,10 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
         if settings.near_cache
         else None
     )
+    # The tracking channel: the near cache's, or one of its own; the stream guard listens on it for
+    # revocations (every open WebSocket and SSE stream closed once its token stops being valid).
+    channel = near if near is not None else NearCache(redis=redis, prefixes=[], events=metrics)
+    streams = StreamGuard(blacklist=blacklist, channel=channel, keys=keys, per_user=settings.streams_per_user)
     catalog = Listings(
         redis=redis,
         database=connections.require_database,
@@ -344,6 +350,8 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
         ),
         access_log=AccessLog(json=settings.production) if settings.access_log and logs_info else None,
         near=near,
+        channel=channel,
+        streams=streams,
         listings=catalog,
         feed=feed,
     )
@@ -370,8 +378,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
         except RedisUnavailable:
             logger.warning("redis unreachable at start-up; the service starts anyway and retries per request")
         drainer = asyncio.create_task(drain_invalidations(kapi))
-        if kapi.near is not None:
-            await kapi.near.start()
+        await kapi.channel.start()
         await kapi.feed.start()
         try:
             yield
@@ -380,8 +387,7 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
             await kapi.feed.aclose()
-            if kapi.near is not None:
-                await kapi.near.aclose()
+            await kapi.channel.aclose()
             if kapi.access_log is not None:
                 kapi.access_log.flush()
             kapi.metrics.flush()

@@ -132,6 +132,7 @@ class Settings:
     feed_max_len: int = 10_000
     feed_heartbeat: float = 15.0
     feed_buffer: int = 1000
+    streams_per_user: int = 10
 
     @property
     def production(self) -> bool:
@@ -225,6 +226,7 @@ class Settings:
             feed_max_len=get("FEED_MAX_LEN", _int_between(10, 10_000_000), "10000"),
             feed_heartbeat=get("FEED_HEARTBEAT", _timeout, "15"),
             feed_buffer=get("FEED_BUFFER", _int_between(1, 1_000_000), "1000"),
+            streams_per_user=get("STREAMS_PER_USER", _int_between(1, 10_000), "10"),
         )
         _check_keys(settings, secret)
         if settings.jwt_jwks_url and not (settings.jwt_issuer and settings.jwt_audience):

@@ -26,6 +26,7 @@ from gateway import (
     TokenVerifier,
 )
 from gateway.otp import OtpStore
+from gateway.streams import StreamGuard
 from gateway.types import RedisClient
 from service.accesslog import AccessLog
 from service.catalog import Listings
@@ -72,6 +73,10 @@ class Kapi:
     access_log: AccessLog | None
     #: Hot listings in process memory, kept coherent by Redis (NEAR_CACHE); None when off.
     near: NearCache | None
+    #: The tracking channel (the near cache's, or one of its own): Redis pushes key changes on it.
+    channel: NearCache
+    #: Follows every open WebSocket and SSE stream; closes it once its token stops being valid.
+    streams: StreamGuard
     listings: Listings
     #: Live listing changes (GET /listings/events): the stream's reader and the open feeds.
     feed: Feed

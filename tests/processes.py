@@ -56,7 +56,7 @@ class ServiceProcess:
         command = [
             sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(self.port),
             "--no-proxy-headers", "--no-access-log", "--workers", str(self.workers),
-            "--http", "service.protocol:HttpProtocol",  # as the Procfile runs it
+            "--http", "service.protocol:HttpProtocol", "--timeout-graceful-shutdown", "10",  # as the Procfile runs it
         ]  # fmt: skip
         if self.gunicorn:
             command = [
