@@ -37,7 +37,11 @@ async def django_or_websocket(scope, receive, send):
     if scope["type"] != "websocket":
         await django_app(scope, receive, send)
         return
-    await receive()  # websocket.connect; the handshake passed the gateway: a valid token
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws/":  # a path no pattern names is public to the gateway: serve none of them
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    # The handshake of /ws/ passed the gateway: a valid token.
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": f"hello {scope['user'].identity}"})
     await send({"type": "websocket.close", "code": 1000})

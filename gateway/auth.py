@@ -282,7 +282,7 @@ class AuthMiddleware:
         authenticator.set_user(scope, claims)
         if kind == "websocket":
             await serve_websocket(self.app, scope, receive, send, claims=claims, guard=self.streams)
-        elif self.streams is not None and claims is not None:
+        elif self.streams is not None and claims is not None and scope["method"] == "GET":  # SSE is a GET
             await serve_stream(self.app, scope, receive, send, claims=claims, guard=self.streams)
         else:
             await self.app(scope, receive, send)

@@ -103,9 +103,9 @@ class TokenBlacklist:
         )
         return Verdict(int(code))
 
-    async def stream_verdict(self, claims: Claims) -> tuple[Verdict, float]:
+    async def stream_verdict(self, claims: Claims) -> tuple[Verdict, float | None]:
         """For an open long-lived connection (``lua/stream_check.lua``): the verdict, without recording
-        use of the login, and the seconds until the login lapses unless it is used (0 without one).
+        use of the login, and the seconds until the login lapses unless it is used (None without one).
         One round trip; ``RedisUnavailable`` when Redis cannot answer."""
         scripts = self._bind()
         sid = claims.get("sid")
@@ -114,7 +114,7 @@ class TokenBlacklist:
             field, _, idle_ms = self.sessions.check_args(sid)
         args = [field, int(claims["iat"]), idle_ms, 1 if self.epoch.checked else 0]
         code, left = await self.breaker.call(lambda: scripts["stream_check"](keys=self.check_keys(claims), args=args))
-        return Verdict(int(code)), max(0, int(left)) / 1000
+        return Verdict(int(code)), max(0, int(left)) / 1000 if field else None
 
     async def is_revoked(self, claims: Claims) -> bool:
         return await self.verdict(claims) is not Verdict.VALID

@@ -173,7 +173,7 @@ class GatewayMiddleware:
             async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await serve_websocket(self.app, scope, receive, send, claims=claims, guard=guard)
 
-        elif guard is not None and claims is not None:
+        elif guard is not None and claims is not None and scope["method"] == "GET":  # SSE is a GET
 
             async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await serve_stream(self.app, scope, receive, send, claims=claims, guard=guard)

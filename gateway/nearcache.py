@@ -242,6 +242,8 @@ class NearCache:
                 await self._task
             self._task = None
         self._close("closed")
+        for _, listener in self._listeners:
+            listener.lost("the channel was closed")
 
     def _readable(self) -> None:
         self.drain(check=False)  # the loop says so: read (an end of stream reads as no bytes)

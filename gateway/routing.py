@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Host, Match, Mount, Route, compile_path
 
 from gateway.types import Scope
 
-#: Where the resolver keeps its ``Resolution`` of a request, so every later layer reuses it.
+#: Where the resolver keeps ``(resolver, Resolution)`` for a request, so every later layer reuses it.
 SCOPE_KEY = "gateway.endpoint"
 
 #: The endpoint of every request that matches no route or pattern.
@@ -106,10 +106,13 @@ class EndpointResolver:
         return bool(self.routes or self.patterns)
 
     def resolution(self, scope: Scope) -> Resolution:
-        """This request's ``Resolution`` (resolved once per request, kept in the scope)."""
-        found: Resolution | None = scope.get(SCOPE_KEY)
-        if found is None:
-            found = scope[SCOPE_KEY] = self._match(scope)
+        """This request's ``Resolution`` (resolved once per request, kept in the scope with the
+        resolver that made it: another app's resolver, a mounted one, resolves for itself)."""
+        kept: tuple[EndpointResolver, Resolution] | None = scope.get(SCOPE_KEY)
+        if kept is not None and kept[0] is self:
+            return kept[1]
+        found = self._match(scope)
+        scope[SCOPE_KEY] = (self, found)
         return found
 
     def resolve(self, scope: Scope) -> str:
@@ -172,7 +175,6 @@ class EndpointResolver:
     def serves_path(self, scope: Scope, path: str) -> bool:
         """Whether some route matches ``path`` (any method) in this request's context."""
         probe = {**scope, "path": path}
-        probe.pop(SCOPE_KEY, None)
         return any(route.matches(probe)[0] is not Match.NONE for route in self.routes)
 
     def templates(self) -> set[tuple[str, str]]:

@@ -71,7 +71,7 @@ class _Stream:
     close: Close
     slot: str
     id: str = field(default_factory=new_id)
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)  # the expiry, then the idle check
     ended: bool = False
 
 
@@ -112,10 +112,21 @@ class StreamGuard:
     def __len__(self) -> int:
         return len(self._streams)
 
+    async def aclose(self) -> None:
+        """At shutdown (before the Redis client is closed): stop renewing, finish pending work."""
+        self._live = False
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=1.0)
+
     # -- what the tracking channel says ------------------------------------------------------
 
     def ready(self) -> None:
         self._live = True
+        self._recheck(self._streams)  # whatever changed while the channel was away
 
     def lost(self, why: str) -> None:
         self._live = False
@@ -161,6 +172,10 @@ class StreamGuard:
                 f"Too many open streams for this user (at most {self.per_user}); close one first.",
                 headers={"Retry-After": "5"},
             )
+        if not self._live:  # the channel was lost while the slot was taken: nothing would follow it
+            self._spawn(self._free(stream))
+            detail = "Live connections are unavailable while revocations cannot be followed."
+            return ProblemResponse(503, detail, headers={"Retry-After": "2"})
         # Followed first, checked second: a revocation pushed in between is seen by one of the two.
         self._streams.add(stream)
         for key in stream.keys:
@@ -226,14 +241,16 @@ class StreamGuard:
             verdict, left = result
             if verdict is not Verdict.VALID:
                 self._end(stream, verdict.description)
-            elif left:  # the login lapses unless used: look again just after it would
+            elif left is not None:  # the login lapses unless used: look again just after it would
+                if len(stream.timers) > 1:
+                    stream.timers.pop().cancel()  # one idle check per stream, the latest
                 stream.timers.append(loop.call_later(left + 0.05, self._recheck, [stream]))
 
     # -- the per-user cap --------------------------------------------------------------------
 
-    async def _slot(self, stream: _Stream) -> bool:
+    async def _slot(self, stream: _Stream, *, renew: bool = False) -> bool:
         scripts = self._scripts.bind(require_client(self.blacklist.redis), self.blacklist.breaker.events)
-        args = [stream.id, self.per_user, int(self.lease * 1000)]
+        args = [stream.id, self.per_user, int(self.lease * 1000), "renew" if renew else "take"]
         taken = await self.blacklist.breaker.call(lambda: scripts["stream_slot"](keys=[stream.slot], args=args))
         return bool(int(taken))
 
@@ -245,8 +262,8 @@ class StreamGuard:
     async def _renew(self) -> None:
         while self._streams:
             await asyncio.sleep(self.lease / 3)
-            streams = list(self._streams)
-            await asyncio.gather(*(self._slot(stream) for stream in streams), return_exceptions=True)
+            streams = [stream for stream in self._streams if not stream.ended]
+            await asyncio.gather(*(self._slot(stream, renew=True) for stream in streams), return_exceptions=True)
 
 
 # -- serving a connection under the guard ----------------------------------------------------
@@ -275,7 +292,6 @@ async def serve_websocket(
     *,
     claims: Claims | None,
     guard: StreamGuard | None,
-    accept_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Run the app for a WebSocket that passed the gate: followed by ``guard`` when it carries a
     token, and closed (code 1008 or ``CLOSE_RETRY``, with a reason) when its token stops being valid;
@@ -296,12 +312,8 @@ async def serve_websocket(
     async def guarded_send(message: Message) -> None:
         if closed is not None:
             raise WebSocketDisconnect(closed[0], closed[1])
-        if message["type"] == "websocket.accept":
-            if accept_headers:
-                message.setdefault("headers", []).extend(accept_headers)
-            if carried_token and offered and not message.get("subprotocol"):
-                # A browser that offered protocols fails a handshake that names none.
-                message["subprotocol"] = offered[0]
+        if message["type"] == "websocket.accept" and carried_token and offered and not message.get("subprotocol"):
+            message["subprotocol"] = offered[0]  # a browser that offered protocols fails a handshake naming none
         async with lock:
             if closed is not None:
                 raise WebSocketDisconnect(closed[0], closed[1])
@@ -335,10 +347,11 @@ def is_event_stream(message: Message) -> bool:
 async def serve_stream(
     app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, claims: Claims, guard: StreamGuard
 ) -> None:
-    """Run the app for an authenticated HTTP request; if it answers with an SSE stream, the stream is
-    followed by ``guard`` and ended with a last event (``event: close``, data ``{"type": "close",
-    "reason", "retry"}``) when its token stops being valid. The app's later sends are dropped, and the server
-    tells it the client is gone (``http.disconnect``)."""
+    """Run the app for an authenticated ``GET`` (SSE is a GET: callers wrap nothing else); if it
+    answers with an SSE stream, the stream is followed by ``guard`` and ended with a last event
+    (``event: close``, data ``{"type": "close", "reason", "retry"}``) when its token stops being
+    valid. The app's later sends are dropped, and the server tells it the client is gone
+    (``http.disconnect``). An ordinary response passes with one check of its start."""
     lock = asyncio.Lock()
     state: dict[str, Any] = {"closed": False, "stream": None}
 
@@ -354,13 +367,23 @@ async def serve_stream(
     async def guarded_send(message: Message) -> None:
         if state["closed"]:
             return
-        if message["type"] == "http.response.start" and message.get("status", 200) == 200 and is_event_stream(message):
+        if state["stream"] is None:  # an ordinary response (the lock is only for a followed stream)
+            if message["type"] != "http.response.start" or message.get("status", 200) != 200:
+                await send(message)
+                return
+            if not is_event_stream(message):
+                state["stream"] = False
+                await send(message)
+                return
             opened = await guard.open(claims, close)
             if isinstance(opened, ProblemResponse):
                 state["closed"] = True
                 await opened(scope, receive, send)
                 return
             state["stream"] = opened
+        elif state["stream"] is False:
+            await send(message)
+            return
         async with lock:
             if not state["closed"]:
                 await send(message)
@@ -368,5 +391,5 @@ async def serve_stream(
     try:
         await app(scope, receive, guarded_send)
     finally:
-        if state["stream"] is not None:
+        if state["stream"]:
             guard.release(state["stream"])

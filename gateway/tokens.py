@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import secrets
 import string
@@ -212,6 +213,8 @@ class TokenVerifier:
         if not isinstance(header, dict):
             raise InvalidToken("malformed", "The token is not a well-formed JWT.")
         kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("bad_header", "The token's kid header must be a string.")
         external = self.jwks is not None and kid not in self.keys.by_kid and kid is not None
         algorithm = self.jwks.algorithm if external and self.jwks is not None else self.algorithm
         if header.get("alg") != algorithm:
@@ -262,7 +265,8 @@ class TokenVerifier:
                 if len(value) > 256:
                     raise InvalidToken("bad_claims", f"The token's {name} claim is longer than 256 characters.")
         for name in ("exp", "iat", "nbf"):
-            if name in claims and (not isinstance(claims[name], (int, float)) or isinstance(claims[name], bool)):
+            value = claims.get(name, 0)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise InvalidToken("bad_claims", f"The token's {name} claim must be a number (seconds since 1970).")
         now = time.time()
         if verify_exp and claims["exp"] + self.leeway <= now:

@@ -47,7 +47,8 @@ class AccessLog:
         target = path.decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        if "eyJ" in target or "earer" in target or "%" in target:  # never a token in a log, however a URL spells it
+        # never a token in a log, however a URL spells it
+        if "eyJ" in target or "%" in target or "earer" in target.lower():
             target = redact(target)
         request_line = f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}"
         duration = round(seconds * 1000, 2)

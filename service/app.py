@@ -387,7 +387,8 @@ def create_app(settings: Settings | None = None, *, otp_sender: OtpSender | None
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
             await kapi.feed.aclose()
-            await kapi.channel.aclose()
+            await kapi.channel.aclose()  # open streams are closed: their revocations can no longer be seen
+            await kapi.streams.aclose()
             if kapi.access_log is not None:
                 kapi.access_log.flush()
             kapi.metrics.flush()

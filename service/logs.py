@@ -13,7 +13,7 @@ import orjson
 
 from gateway.requestid import request_id
 
-_BEARER = re.compile(r"(?i)(bearer[\s+]+)([A-Za-z0-9._~+/=-]+)")
+_BEARER = re.compile(r"(?i)(bearer[\s+.]+)([A-Za-z0-9._~+/=-]+)")  # also a WebSocket's bearer.<token>
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _HEX = re.compile(r"%[0-9A-Fa-f]{2}")
 #: A URL may be percent-encoded more than once on its way (``%252E`` is ``%2E`` is ``.``).

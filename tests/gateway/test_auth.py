@@ -70,6 +70,11 @@ async def http(redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def base_claims() -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "42", "jti": f"jti-{time.monotonic_ns()}", "iat": now, "exp": now + 600, "type": "access"}
+
+
 def token(
     claims: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (), key: str = SECRET, alg: str = "HS256"
 ) -> str:
@@ -167,6 +172,11 @@ REJECTED = {
         "Bearer " + next(t for t in iter(token, "") if t != t.translate(STANDARD)).translate(STANDARD)
     ),
     "five segments (JWE)": lambda: f"Bearer {token()}.AAAA.BBBB",
+    "kid not a string": lambda: (
+        "Bearer " + str(jwt.encode(base_claims(), SECRET, algorithm="HS256", headers={"kid": ["x"]}))
+    ),
+    "exp not finite": lambda: f"Bearer {token({'exp': float('inf')})}",
+    "iat NaN": lambda: f"Bearer {token({'iat': float('nan')})}",
 }
 
 

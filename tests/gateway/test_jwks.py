@@ -21,7 +21,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway import AuthMiddleware, AuthRules, JwksKeySet, KeySet, TokenBlacklist, TokenIssuer, TokenVerifier
+from gateway import (
+    AuthMiddleware,
+    AuthRules,
+    InvalidToken,
+    JwksKeySet,
+    KeySet,
+    TokenBlacklist,
+    TokenIssuer,
+    TokenVerifier,
+)
 from tests.jwks_server import AUDIENCE, ISSUER, IdentityProvider
 
 pytestmark = pytest.mark.anyio
@@ -221,3 +230,13 @@ async def test_our_own_keys_rotate_without_logging_anyone_out(redis: Redis) -> N
     plain = jwt.encode(kidless, key_b, algorithm="HS256")  # minted elsewhere with the shared secret
     async with client(app_for(after, redis)) as http:
         assert (await http.get("/me", headers=bearer(plain))).status_code == 200
+
+
+@pytest.mark.parametrize("kid", [["a"], {"k": 1}, 7])
+async def test_a_kid_that_is_not_a_string_is_refused_not_a_crash(idp: IdentityProvider, kid: Any) -> None:
+    """With a JWKS configured, an unhashable ``kid`` once raised TypeError (a 500) before any check."""
+    verifier = verifier_for(idp)
+    forged = idp.current.sign({"sub": "x", "iat": 1, "exp": 2}, kid=kid)
+    with pytest.raises(InvalidToken) as refused:
+        await verifier.verify_fetching(forged)
+    assert refused.value.reason == "bad_header"
