@@ -31,7 +31,12 @@ async def cluster_app(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[St
     client = ClusterClient.from_url(cluster.url)
     await client.flushall()  # our own cluster, started by this module
     await client.aclose()
-    app = create_app(make_settings(cluster.url, tmp_path, redis_mode="cluster", rate_limit="5/minute"))
+    # Generous timeouts: these tests are about slots and keys, and three nodes' discovery on a loaded
+    # 2-core machine can take longer than the 100 ms a production request allows.
+    settings = make_settings(
+        cluster.url, tmp_path, redis_mode="cluster", rate_limit="5/minute", redis_timeout=1, redis_connect_timeout=2
+    )
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app
 
