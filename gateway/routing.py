@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from starlette.routing import BaseRoute, Host, Match, Mount, Route, compile_path
+from starlette.routing import BaseRoute, Host, Match, Mount, Route, WebSocketRoute, compile_path
 
 from gateway.types import Scope
 
@@ -90,14 +90,15 @@ class EndpointResolver:
             method, template = split_endpoint(pattern)
             regex, _, _ = compile_path(template)
             self.patterns.append((method, regex, template))
-        #: The routes in order: a plain ``Route`` as (path regex, methods, template, route), matched by
-        #: its regex alone; anything else (``Mount``, ``Host``) as (None, None, "", route), by Starlette.
+        #: The routes an HTTP request may match, in order: a plain ``Route`` as (path regex, methods,
+        #: template, route), matched by its regex alone; ``Mount``, ``Host``, ... as (None, None, "",
+        #: route), by Starlette. (WebSocket handshakes are matched against ``routes`` by Starlette.)
         self._table: list[tuple[re.Pattern[str] | None, frozenset[str] | None, str, BaseRoute]] = []
         for route in self.routes:
             if type(route) is Route:
                 methods = frozenset(route.methods) if route.methods else None
                 self._table.append((route.path_regex, methods, route.path, route))
-            else:
+            elif not isinstance(route, WebSocketRoute):  # a WebSocket route never serves an HTTP request
                 self._table.append((None, None, "", route))
 
     @property

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.websockets import WebSocketDisconnect
@@ -352,44 +352,56 @@ async def serve_stream(
     (``event: close``, data ``{"type": "close", "reason", "retry"}``) when its token stops being
     valid. The app's later sends are dropped, and the server tells it the client is gone
     (``http.disconnect``). An ordinary response passes with one check of its start."""
-    lock = asyncio.Lock()
-    state: dict[str, Any] = {"closed": False, "stream": None}
-
-    async def close(reason: str, retry: bool) -> None:
-        async with lock:
-            if not state["closed"]:
-                state["closed"] = True
-                data = orjson.dumps({"type": "close", "reason": reason, "retry": retry})
-                event = b"event: close\ndata: " + data + b"\n\n"
-                with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body", "body": event, "more_body": False})
-
-    async def guarded_send(message: Message) -> None:
-        if state["closed"]:
-            return
-        if state["stream"] is None:  # an ordinary response (the lock is only for a followed stream)
-            if message["type"] != "http.response.start" or message.get("status", 200) != 200:
-                await send(message)
-                return
-            if not is_event_stream(message):
-                state["stream"] = False
-                await send(message)
-                return
-            opened = await guard.open(claims, close)
-            if isinstance(opened, ProblemResponse):
-                state["closed"] = True
-                await opened(scope, receive, send)
-                return
-            state["stream"] = opened
-        elif state["stream"] is False:
-            await send(message)
-            return
-        async with lock:
-            if not state["closed"]:
-                await send(message)
-
+    sender = _StreamSend(send, scope, receive, claims, guard)
     try:
-        await app(scope, receive, guarded_send)
+        await app(scope, receive, sender)
     finally:
-        if state["stream"]:
-            guard.release(state["stream"])
+        if isinstance(sender.stream, _Stream):
+            guard.release(sender.stream)
+
+
+class _StreamSend:
+    """``serve_stream``'s ``send``: one object per request, a lock only once a stream is followed (an
+    ordinary response costs one check of its start)."""
+
+    __slots__ = ("claims", "closed", "guard", "lock", "receive", "scope", "send", "stream")
+
+    def __init__(self, send: Send, scope: Scope, receive: Receive, claims: Claims, guard: StreamGuard) -> None:
+        self.send, self.scope, self.receive, self.claims, self.guard = send, scope, receive, claims, guard
+        self.stream: _Stream | Literal[False] | None = None  # None: not started; False: an ordinary response
+        self.lock: asyncio.Lock | None = None
+        self.closed = False
+
+    async def __call__(self, message: Message) -> None:
+        stream = self.stream
+        if stream is False:
+            await self.send(message)
+            return
+        if self.closed:
+            return
+        if stream is None:
+            if message.get("status", 200) != 200 or not is_event_stream(message):
+                self.stream = False
+                await self.send(message)
+                return
+            self.lock = asyncio.Lock()
+            opened = await self.guard.open(self.claims, self.close)
+            if isinstance(opened, ProblemResponse):
+                self.closed = True
+                await opened(self.scope, self.receive, self.send)
+                return
+            self.stream = opened
+        assert self.lock is not None
+        async with self.lock:
+            if not self.closed:
+                await self.send(message)
+
+    async def close(self, reason: str, retry: bool) -> None:
+        assert self.lock is not None
+        async with self.lock:
+            if not self.closed:
+                self.closed = True
+                data = orjson.dumps({"type": "close", "reason": reason, "retry": retry})
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "http.response.body", "body": b"event: close\ndata: " + data + b"\n\n",
+                                     "more_body": False})  # fmt: skip
