@@ -230,43 +230,70 @@ async def revoke(server: Server, claims: dict[str, Any]) -> None:
         await redis.aclose()
 
 
+@contextlib.asynccontextmanager
+async def both(server: Server, value: str) -> AsyncIterator[tuple[Any, AsyncIterator[str]]]:
+    """A WebSocket and an SSE stream opened with the same token, both past their first message."""
+    async with (
+        connect(f"ws://{server.url}/ws", additional_headers=bearer(value)) as ws,
+        httpx.AsyncClient(base_url=f"http://{server.url}", timeout=10) as http,
+        http.stream("GET", "/ticks", headers=bearer(value)) as sse,
+    ):
+        await ws.recv()
+        lines = sse.aiter_lines()
+        assert await anext(lines) == "data: tick"
+        yield ws, lines
+
+
+async def sse_ended_within(lines: AsyncIterator[str], seconds: float) -> str:
+    """Read the SSE stream to its end (fails if it takes longer); the reason of its last event."""
+    async with asyncio.timeout(seconds):
+        rest = [line async for line in lines]
+    assert "event: close" in rest, rest[-5:]
+    data = orjson.loads(rest[rest.index("event: close") + 1].removeprefix("data: "))
+    assert data["type"] == "close" and data["retry"] is False
+    reason: str = data["reason"]
+    return reason
+
+
 async def test_log_out_everywhere_and_an_ended_session_close_their_streams(server: Server) -> None:
     plain, _ = token("10")
-    async with connect(f"ws://{server.url}/ws", additional_headers=bearer(plain)) as ws:
-        await ws.recv()
-        redis = redis_client(server.redis_url)
-        try:
+    redis = redis_client(server.redis_url)
+    try:
+        async with both(server, plain) as (ws, sse):
             await TokenBlacklist(redis).revoke_all("10")
-            assert await closed_within(ws, 1.0) == (CLOSE_POLICY, "The token was revoked by a log-out on all devices.")
-            sessions = SessionStore(redis)
-            await sessions.open("11", "s1", refresh_jti="r1", ip="127.0.0.1", user_agent="t")
-            with_session, _ = token("11", sid="s1")
-            async with connect(f"ws://{server.url}/ws", additional_headers=bearer(with_session)) as other:
-                await other.recv()
-                await sessions.end("11", "s1")
-                assert await closed_within(other, 1.0) == (CLOSE_POLICY, "The token's session has ended; log in again.")
-        finally:
-            await redis.aclose()
+            everywhere = "The token was revoked by a log-out on all devices."
+            assert await closed_within(ws, 1.0) == (CLOSE_POLICY, everywhere)
+            assert await sse_ended_within(sse, 1.0) == everywhere
+        sessions = SessionStore(redis)
+        await sessions.open("11", "s1", refresh_jti="r1", ip="127.0.0.1", user_agent="t")
+        with_session, _ = token("11", sid="s1")
+        async with both(server, with_session) as (ws, sse):
+            await sessions.end("11", "s1")
+            ended = "The token's session has ended; log in again."
+            assert await closed_within(ws, 1.0) == (CLOSE_POLICY, ended)
+            assert await sse_ended_within(sse, 1.0) == ended
+    finally:
+        await redis.aclose()
 
 
 async def test_expiry_and_an_idle_login_close_their_streams(redis_server: RedisServer) -> None:
     with Server(redis_server.url, session_ttl=1, leeway=1) as server:
         value, _ = token("12", ttl=2)
-        async with connect(f"ws://{server.url}/ws", additional_headers=bearer(value)) as ws:
-            await ws.recv()
+        async with both(server, value) as (ws, sse):
             # closed once no verifier would accept it: exp + leeway (1 s here)
             assert await closed_within(ws, 2 + 1 + 1) == (CLOSE_POLICY, "The token has expired.")
+            assert await sse_ended_within(sse, 1.0) == "The token has expired."
         redis = redis_client(server.redis_url)
         try:
             await SessionStore(redis, ttl=1).open("13", "s2", refresh_jti="r2", ip="127.0.0.1", user_agent="t")
         finally:
             await redis.aclose()
         value, _ = token("13", sid="s2")
-        async with connect(f"ws://{server.url}/ws", additional_headers=bearer(value)) as ws:
-            await ws.recv()
+        async with both(server, value) as (ws, sse):
             # The login lapses SESSION_TTL (1 s) plus its touch interval after its last use.
-            code, reason = await closed_within(ws, 3.5)
-    assert (code, reason) == (CLOSE_POLICY, "The token's session has ended; log in again.")
+            ended = "The token's session has ended; log in again."
+            assert await closed_within(ws, 3.5) == (CLOSE_POLICY, ended)
+            assert await sse_ended_within(sse, 1.0) == ended
 
 
 async def test_a_user_holds_at_most_per_user_streams(redis_server: RedisServer) -> None:
