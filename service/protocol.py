@@ -112,12 +112,12 @@ class HttpProtocol(HttpToolsProtocol):
     head completes (so replacing it after ``connection_made`` carries every response, while pausing
     reads still reaches the socket); the parser callbacks ``data_received``, ``on_message_begin``,
     ``on_headers_complete``, ``on_message_complete`` and ``connection_lost``; ``self.cycle`` (``None``
-    before the first request, then the newest request's) with ``response_started``,
+    before the first request, then the newest request's: ``on_headers_complete`` makes a new one for
+    every request but a WebSocket upgrade) with ``response_started``,
     ``response_complete``, ``waiting_for_100_continue``, ``keep_alive`` (``False``: closed after the
     response) and ``disconnected`` with ``message_event`` (both set: ``receive()`` answers
     ``http.disconnect`` and sends are dropped); ``self.pipeline`` (requests queued behind the one being
-    answered), ``self.flow.read_paused``, ``self.parser.should_upgrade()``, ``self._should_upgrade()``,
-    ``self.loop``, ``self.server_state.default_headers`` and ``STATUS_LINE``."""
+    answered), ``self.flow.read_paused``, ``self.loop``, ``self.server_state.default_headers`` and ``STATUS_LINE``."""
 
     #: ``(HTTP_HEADER_TIMEOUT, HTTP_BODY_TIMEOUT)``, read once per process when the first connection comes
     #: (by then uvicorn has loaded the app, and the service's start-up has stopped on a bad value).
@@ -171,9 +171,12 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        before = self.cycle
         super().on_headers_complete()
-        # A WebSocket handshake hands the connection to the WebSocket protocol: no body follows.
-        self._waiting_for = _IDLE if self.parser.should_upgrade() and self._should_upgrade() else _BODY
+        # uvicorn starts a request cycle for every request but a WebSocket handshake, which hands the
+        # connection to the WebSocket protocol: no body follows. (An identity check: cheaper than
+        # asking the parser and the upgrade headers again, on every request.)
+        self._waiting_for = _IDLE if self.cycle is before else _BODY
 
     def on_message_complete(self) -> None:
         self._waiting_for = _IDLE

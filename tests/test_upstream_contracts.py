@@ -210,7 +210,7 @@ async def test_http_protocol_gathers_a_response_into_one_write(monkeypatch: pyte
 @pytest.mark.anyio
 async def test_uvicorn_calls_the_parser_callbacks_http_protocol_overrides() -> None:
     for name in ("connection_made", "connection_lost", "data_received", "on_message_begin",
-                 "on_headers_complete", "on_message_complete", "_should_upgrade"):  # fmt: skip
+                 "on_headers_complete", "on_message_complete"):  # fmt: skip
         assert callable(getattr(HttpToolsProtocol, name, None)), broken("uvicorn", f"HttpToolsProtocol.{name} is gone")
     calls: list[str] = []
     upgrade: list[tuple[Any, Any]] = []
@@ -221,9 +221,10 @@ async def test_uvicorn_calls_the_parser_callbacks_http_protocol_overrides() -> N
             super().on_message_begin()
 
         def on_headers_complete(self) -> None:
+            before = self.cycle
             super().on_headers_complete()
             calls.append("headers")
-            upgrade.append((self.parser.should_upgrade(), self._should_upgrade()))
+            upgrade.append(("same cycle" if self.cycle is before else "new cycle", self.parser.should_upgrade()))
 
         def on_message_complete(self) -> None:
             calls.append("complete")
@@ -238,7 +239,7 @@ async def test_uvicorn_calls_the_parser_callbacks_http_protocol_overrides() -> N
     for piece in (b"POST / HTTP/1.1\r\nHo", b"st: x\r\nContent-Length: 3\r\n\r\n", b"a", b"bc"):
         protocol.data_received(piece)
     assert calls == ["begin", "headers", "complete"], broken("uvicorn", f"the parser callbacks called: {calls}")
-    assert upgrade == [(False, False)], broken("uvicorn", f"should_upgrade() on a plain request: {upgrade}")
+    assert upgrade == [("new cycle", False)], broken("uvicorn", f"a plain request's cycle: {upgrade}")
     await _until(lambda: protocol.cycle.response_complete, "the response did not complete")
 
     calls.clear()
@@ -247,7 +248,7 @@ async def test_uvicorn_calls_the_parser_callbacks_http_protocol_overrides() -> N
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
-    assert upgrade == [(True, True)], broken("uvicorn", f"should_upgrade() on a WebSocket head: {upgrade}")
+    assert upgrade == [("same cycle", True)], broken("uvicorn", f"a WebSocket head made a cycle: {upgrade}")
     assert calls[-1] == "websocket", broken("uvicorn", f"a WebSocket head is no longer handed over: {calls}")
 
 
