@@ -45,14 +45,18 @@ class ProblemResponse(Response):
 #: WebSocket close code for a refused handshake or a token that stopped being valid (RFC 6455
 #: §7.4.1: policy violation).
 CLOSE_POLICY = 1008
+#: ... and for a handshake the server cannot serve right now (a 5xx answer; RFC 6455 §7.4.1).
+CLOSE_SERVER_ERROR = 1011
 
 
 async def answer(response: ProblemResponse, scope: Scope, receive: Receive, send: Send) -> None:
     """Send an early answer of the gateway. On a WebSocket handshake: the same response as HTTP's
     (status, headers, problem body) through the ASGI denial-response extension where the server has
-    it (uvicorn does), else a close before accept with code 1008 and the problem's detail."""
+    it (uvicorn does), else a close before accept with the problem's detail: code 1008 for a refusal,
+    1011 for a 5xx (the server cannot serve it right now)."""
     if scope["type"] != "websocket" or "websocket.http.response" in scope.get("extensions", {}):
         await response(scope, receive, send)
         return
     reason = orjson.loads(response.body).get("detail", "").encode()[:123].decode(errors="ignore")  # 125-byte frame
-    await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": reason})
+    code = CLOSE_SERVER_ERROR if response.status_code >= 500 else CLOSE_POLICY
+    await send({"type": "websocket.close", "code": code, "reason": reason})

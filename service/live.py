@@ -28,6 +28,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import ProblemResponse, RedisUnavailable
+from gateway.problem import answer
 from gateway.types import Receive, Scope, Send
 from service.feed import FELL_BEHIND, SHUTTING_DOWN, Closed, Feed, Subscription
 from service.responses import validation_problem
@@ -166,7 +167,8 @@ async def listing_events_socket(websocket: WebSocket) -> None:
     kapi: Kapi = websocket.app.state.kapi
     subscription = query if isinstance(query, Response) else await _subscribe(kapi.feed, query, query.last_event_id)
     if isinstance(subscription, Response):
-        await _refuse(websocket, subscription)
+        assert isinstance(subscription, ProblemResponse)  # every refusal here is a problem
+        await answer(subscription, websocket.scope, websocket.receive, websocket.send)
         return
     try:
         await websocket.accept()
@@ -209,15 +211,6 @@ def _stop(writer: asyncio.Task[None], subscription: Subscription) -> None:
     as one landing when a Redis connection is made can be on Python 3.11) and cancel the writer."""
     subscription.close(_CLIENT_LEFT)
     writer.cancel()
-
-
-async def _refuse(websocket: WebSocket, response: Response) -> None:
-    """Refuse a handshake with ``response`` where the server can send one (the ASGI denial response),
-    else close it: 1008 for a bad request, 1011 when Redis is away."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(1011 if response.status_code >= 500 else 1008)
 
 
 async def other_method(request: Request) -> Response:

@@ -36,6 +36,7 @@ from gateway import (
     TokenIssuer,
     TokenVerifier,
 )
+from gateway.problem import ProblemResponse, answer
 from gateway.streams import CLOSE_POLICY, CLOSE_RETRY, StreamGuard
 from gateway.testing import RedisServer, free_port
 from tests.gateway.conftest import redis_client
@@ -329,3 +330,15 @@ async def test_losing_the_revocation_channel_closes_streams_with_a_retry_code(se
     await asyncio.sleep(1.0)  # the channel comes back by itself; streams are served again
     async with connect(f"ws://{server.url}/ws", additional_headers=bearer(value)) as ws:
         await ws.recv()
+
+
+@pytest.mark.parametrize(("status", "code"), [(401, CLOSE_POLICY), (429, CLOSE_POLICY), (503, 1011)])
+async def test_without_the_denial_extension_a_refusal_is_a_close_before_accept(status: int, code: int) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "subprotocols": []}
+    await answer(ProblemResponse(status, "Why it was refused."), scope, None, send)  # type: ignore[arg-type]
+    assert sent == [{"type": "websocket.close", "code": code, "reason": "Why it was refused."}]

@@ -68,14 +68,19 @@ def test_production_requires_a_secret() -> None:
     assert settings.diagnostics is False
 
 
-def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
-    env = {**os.environ, "RATE_LIMIT": "abc", "PYTHONPATH": str(ROOT)}
+def start_up(tmp_path: Path, **settings: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``uvicorn service.main:app`` with these settings, as the Procfile starts it; its non-empty stderr lines."""
+    env = {**os.environ, **settings, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "service.main:app", "--port", "1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+    return result, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_start_up_with_a_bad_value_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    result, lines = start_up(tmp_path, RATE_LIMIT="abc")
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["kapi: configuration error: RATE_LIMIT='abc' is invalid: "
                      "'abc' is not a rate limit like '100/hour' or '5/2second'"]  # fmt: skip
     assert "Traceback" not in result.stderr + result.stdout
@@ -199,13 +204,8 @@ def test_a_bad_key_setting_names_the_variable_and_never_the_key(case: str) -> No
 
 def test_start_up_with_a_bad_key_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
     """The case seen: RS256 with a plain string, under uvicorn as the Procfile starts it."""
-    env = {**os.environ, "JWT_ALGORITHM": "RS256", "JWT_SECRET": "hunter2-" * 5, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--port", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result, lines = start_up(tmp_path, JWT_ALGORITHM="RS256", JWT_SECRET="hunter2-" * 5)
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["kapi: configuration error: JWT_SECRET is not a valid key for JWT_ALGORITHM=RS256: "
                      "RS256 takes a PEM key, not a secret"]  # fmt: skip
     assert "Traceback" not in result.stderr + result.stdout and "hunter2" not in result.stderr
