@@ -1,4 +1,4 @@
-# Shared by scripts/run and scripts/test: make .venv and install the project with the extras given
+# Shared by scripts/run, scripts/test and scripts/docs: make .venv and install the project with the extras given
 # (again only when pyproject.toml or the gateway package changed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,7 +16,8 @@ kapi_install() {  # kapi_install EXTRAS
   local stamp=".venv/.kapi-installed-$1-$sum"
   if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q ".[$1]"
-    rm -f .venv/.kapi-installed-*
+    # Stamps of other extras installed from the same tree stay valid; those from an older tree go.
+    find .venv -maxdepth 1 -name '.kapi-installed-*' ! -name "*-$sum" -delete
     touch "$stamp"
   fi
 }
