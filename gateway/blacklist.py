@@ -33,6 +33,7 @@ class Verdict(IntEnum):
 
     @property
     def description(self) -> str:
+        """The sentence a refusal with this verdict says (the 401's ``error_description``)."""
         return _DESCRIPTIONS[self]
 
 
@@ -117,11 +118,19 @@ class TokenBlacklist:
         return Verdict(int(code)), max(0, int(left)) / 1000 if field else None
 
     async def is_revoked(self, claims: Claims) -> bool:
+        """True when the token with these verified claims must be refused (revoked, its login ended,
+        logged out everywhere, or issued before a data loss; ``verdict`` says which). One round trip;
+        ``RedisUnavailable`` when Redis cannot answer. Behind the middleware you need not call it:
+        every request is checked already."""
         return await self.verdict(claims) is not Verdict.VALID
 
     async def revoke(self, claims: Claims) -> int:
         """Blacklist this token's ``jti`` until no verifier would accept it (``exp`` + leeway);
-        returns the TTL set (0 when it is already past that)."""
+        returns the TTL set, seconds (0 when it is already past that).
+
+        It takes the token's verified claims, not the token string: behind the middleware they are
+        ``request.user.claims`` (``scope["user"].claims``); from a raw token,
+        ``TokenVerifier.verify(token)`` gives them. To also end the token's login, use ``logout``."""
         scripts = self._bind()
         args = [int(claims["exp"]), self.leeway, self.max_ttl]
         ttl = await self.breaker.call(lambda: scripts["revoke"](keys=[self.blacklist_key(claims)], args=args))

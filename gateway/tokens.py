@@ -35,6 +35,10 @@ DEFAULT_MAX_LIFETIME = 31 * 86400
 
 
 class TokenPair(NamedTuple):
+    """What ``TokenIssuer.issue_pair`` returns: the two encoded tokens (what a client is sent),
+    ``expires_in`` (the access token's lifetime, seconds) and each token's claims (keep
+    ``refresh["jti"]`` for ``SessionStore.open``)."""
+
     access_token: str
     refresh_token: str
     expires_in: int
@@ -346,6 +350,11 @@ class TokenIssuer:
         self.audience = audience
 
     def claims(self, subject: str, token_type: TokenType, *, session_id: str, extra: Mapping[str, Any] = {}) -> Claims:
+        """The claims of a new token, not yet signed: ``extra`` first, then ``sub`` (``subject``, the
+        user id), a fresh ``jti``, ``iat`` (now), ``exp`` (now plus ``access_ttl`` or ``refresh_ttl``
+        by ``token_type``, ``"access"`` or ``"refresh"``), ``type``, ``sid`` (``session_id``) and
+        ``iss``/``aud`` when configured; Kapı's own claims win over ``extra``. Sign them with
+        ``encode``."""
         now = int(time.time())
         ttl = self.access_ttl if token_type == "access" else self.refresh_ttl
         claims: Claims = {**extra, "sub": subject, "jti": new_id(), "iat": now, "exp": now + ttl, "type": token_type,
@@ -357,11 +366,18 @@ class TokenIssuer:
         return claims
 
     def encode(self, claims: Claims) -> str:
+        """``claims`` signed with the current key (its ``kid`` in the header): the compact token
+        string a client sends as ``Authorization: Bearer <token>``."""
         current = self.keys.current
         token: str = jwt.encode(claims, current.signing, algorithm=self.algorithm, headers={"kid": current.kid})
         return token
 
     def issue_pair(self, subject: str, *, session_id: str, extra: Mapping[str, Any] = {}) -> TokenPair:
+        """A new access and refresh token for the user ``subject`` (the ``sub`` claim), as a
+        ``TokenPair``. ``session_id`` names the login both tokens belong to (their ``sid`` claim):
+        make one per sign-in with ``gateway.tokens.new_id()`` and record it with ``SessionStore.open``
+        when you use sessions, so ending that login revokes both tokens; without a ``SessionStore``
+        any unique string will do. ``extra`` adds claims to the access token only (e.g. ``scope``)."""
         access = self.claims(subject, "access", session_id=session_id, extra=extra)
         refresh = self.claims(subject, "refresh", session_id=session_id)
         return TokenPair(self.encode(access), self.encode(refresh), self.access_ttl, access, refresh)
