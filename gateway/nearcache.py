@@ -158,6 +158,7 @@ class NearCache:
 
     @property
     def size_bytes(self) -> int:
+        """Bytes of cached values held now (bounded by ``max_bytes``)."""
         return self._bytes
 
     def get(self, key: str) -> bytes | None:
@@ -236,6 +237,8 @@ class NearCache:
             armed.cancel()
 
     async def aclose(self) -> None:
+        """Stop the tracking channel (call it in the app's shutdown): local copies are dropped and
+        every ``listen``-er is told the channel is lost."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

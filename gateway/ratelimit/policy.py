@@ -40,6 +40,9 @@ class Policy(NamedTuple):
     def of(
         cls, name: str, limits: str | Sequence[Limit], by: By = "user", *, cost: int = 1, shadow: bool = False
     ) -> Policy:
+        """A policy from ``limits`` as text (``"10/second;100/hour"``) or ``Limit`` objects.
+        ``ValueError`` when the text does not parse or ``cost`` is below 1 or above a limit's amount
+        (such a request could never pass)."""
         parsed = parse_limits(limits) if isinstance(limits, str) else tuple(limits)
         if cost < 1 or any(cost > limit.amount for limit in parsed):
             raise ValueError(f"policy {name!r}: a cost of {cost} must be at least 1 and fit every limit")

@@ -85,6 +85,8 @@ class LocalLimiter:
         self._windows: OrderedDict[str, dict[int, tuple[int, list[int]]]] = OrderedDict()
 
     def hit(self, key: str, limits: Sequence[Limit], cost: int = 1) -> Decision:
+        """Count one request of ``cost`` units under ``key`` against ``limits`` in this process and
+        return the ``Decision``, as ``RateLimiter.hit`` does with Redis (never raises for Redis)."""
         now_ms = int(self.clock() * 1000)
         stored = self._windows.get(key)
         if stored is None:
