@@ -35,14 +35,17 @@ class TokenUser(BaseUser):
 
     @property
     def is_authenticated(self) -> bool:
+        """Always true: a ``TokenUser`` exists only for a verified token."""
         return True
 
     @property
     def display_name(self) -> str:
+        """The token's ``sub``."""
         return str(self.claims["sub"])
 
     @property
     def identity(self) -> str:
+        """The token's ``sub``: the user id your app keys its data by."""
         return str(self.claims["sub"])
 
 
@@ -212,6 +215,8 @@ class Authenticator:
             raise self.invalid(verdict.description, verdict.name.lower())
 
     def invalid(self, description: str, reason: str) -> AuthFailure:
+        """The 401 refusal for a bad token: ``WWW-Authenticate`` with ``error="invalid_token"`` and
+        ``description``; ``reason`` is what the events (metrics) are told."""
         return AuthFailure(challenge(description, description, realm=self.realm), reason)
 
     @staticmethod

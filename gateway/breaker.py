@@ -73,6 +73,7 @@ class CircuitBreaker:
         return False
 
     def success(self) -> None:
+        """Record a call that Redis answered: the failure count restarts and an open breaker closes."""
         self._failures = 0
         self._probing = False
         if self.state != "closed":

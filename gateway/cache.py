@@ -69,6 +69,7 @@ class Generation:
 
     @property
     def key(self) -> str:
+        """The Redis key of the counter: ``generation:{name}`` (prefixed)."""
         return self.keys.owned("generation", escape(self.name))
 
     def scope(self, key: str) -> str:

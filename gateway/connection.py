@@ -98,6 +98,7 @@ try:
         faster (the gateway works with any connection class); ``use_hiredis_packing`` installs it."""
 
         def pack_command(self, *args: Any) -> list[bytes]:
+            """One command as the bytes to send, packed by hiredis."""
             first = args[0]
             if isinstance(first, str) and " " in first:  # "CLIENT SETINFO": the server wants two words
                 args = (*first.split(), *args[1:])

@@ -60,6 +60,7 @@ class OtpStore:
 
     @staticmethod
     def new_code() -> str:
+        """A random six-digit code (from ``secrets``), with leading zeros kept."""
         return f"{secrets.randbelow(1_000_000):06d}"
 
     def _digest(self, phone: str, code: str) -> str:

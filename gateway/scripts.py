@@ -114,6 +114,8 @@ class ScriptRunner:
         self._sending: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
 
     async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run the shipped script ``name`` (``gateway/lua/{name}.lua``) with ``keys`` and ``args`` and
+        return its reply; calls made in the same event-loop turn share one pipeline."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((name, keys, args, future))
@@ -270,6 +272,8 @@ class ScriptSet:
         self._scripts: dict[str, _Script] = {}
 
     def bind(self, client: Any, events: GatewayEvents | None = None) -> dict[str, _Script]:
+        """The scripts by name, each a callable ``script(keys=..., args=...)`` on ``client`` (bound
+        again only when the client changes)."""
         if client is not self._client:
             runner = runner_for(client, events)
             self._scripts = {name: _Script(runner, name) for name in self._names}

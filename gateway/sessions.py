@@ -57,6 +57,8 @@ class SessionTiming(NamedTuple):
 
     @classmethod
     def of(cls, ttl: float) -> SessionTiming:
+        """The timing for a session TTL of ``ttl`` seconds: use is recorded at most every tenth of
+        the TTL, or every minute for TTLs over ten minutes."""
         ttl_ms = int(ttl * 1000)
         touch_ms = max(1, min(60_000, ttl_ms // 10))
         return cls(touch_ms, ttl_ms + touch_ms)
@@ -87,6 +89,7 @@ class SessionStore:
         self._scripts = ScriptSet("session_open", "session_rotate", "session_list", "session_end")
 
     def key(self, user_id: str) -> str:
+        """The Redis key of ``user_id``'s logins: ``session:{user_id}`` (prefixed and escaped)."""
         return self.keys.user("session", user_id)
 
     @staticmethod

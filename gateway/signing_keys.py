@@ -47,6 +47,8 @@ class Key(NamedTuple):
 
 
 def hmac_kid(secret: str) -> str:
+    """The ``kid`` of an HMAC secret: derived from it by a keyed hash, so it names the key without
+    revealing it (16 characters)."""
     return _b64(hmac.new(secret.encode(), b"kapi key id", hashlib.sha256).digest()[:12])
 
 

@@ -125,10 +125,14 @@ class StreamGuard:
     # -- what the tracking channel says ------------------------------------------------------
 
     def ready(self) -> None:
+        """The tracking channel is (back) up: every open stream is checked once, for what changed
+        while it was away."""
         self._live = True
         self._recheck(self._streams)  # whatever changed while the channel was away
 
     def lost(self, why: str) -> None:
+        """The tracking channel is gone (``why``): revocations cannot be followed, so every open
+        stream is closed with a "reconnect" reason."""
         self._live = False
         if self._streams:
             logger.warning("revocation channel lost (%s): closing %d open stream(s)", why, len(self._streams))
@@ -136,9 +140,12 @@ class StreamGuard:
             self._end(stream, _CLOSED_BY_CHANNEL, retry=True)
 
     def flushed(self) -> None:
+        """Redis was flushed: every open stream is checked again."""
         self._recheck(self._streams)
 
     def invalidated(self, key: str) -> None:
+        """``key`` (a revocation, log-out mark, session or epoch key) changed: the streams that depend
+        on it are closed (a blacklist entry) or checked again (anything else)."""
         streams = self._by_key.get(key)
         if not streams:
             return

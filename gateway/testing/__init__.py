@@ -122,9 +122,11 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        """``redis://127.0.0.1:{port}/0``: give it to ``redis.asyncio.Redis.from_url``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def args(self) -> list[str]:
+        """The ``redis-server`` command line this object runs."""
         return [
             self.binary,
             "--port", str(self.port),
@@ -137,6 +139,9 @@ class RedisServer:
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it answers ``PING``; returns ``self``. ``RuntimeError``
+        (with the end of its log) if it exits, ``TimeoutError`` if it does not answer within
+        ``timeout`` seconds."""
         self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not ping("127.0.0.1", self.port, timeout=0.2):
@@ -151,6 +156,8 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL after 5 s); the directory is kept until ``close``, so with
+        ``appendonly`` a ``start`` brings the data back."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -176,6 +183,7 @@ class RedisServer:
             self.process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT: a paused server answers again."""
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
 
@@ -190,6 +198,7 @@ class RedisServer:
         self.start()
 
     def close(self) -> None:
+        """Stop the server and delete the temporary directory it made (one you gave is kept)."""
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -225,9 +234,12 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
+        """The first node's URL: a cluster client finds the others from it."""
         return self.nodes[0].url
 
     def start(self, timeout: float = 30.0) -> RedisCluster:
+        """Start the nodes, assign the slots and wait until the cluster is ``ok`` (on a failure
+        every node started is stopped again); returns ``self``."""
         try:
             return self._start(timeout)
         except BaseException:
@@ -257,6 +269,7 @@ class RedisCluster:
             return sock.recv(4096)
 
     def close(self) -> None:
+        """Stop every node and delete their directories."""
         for node in self.nodes:
             node.close()
 
