@@ -1,7 +1,8 @@
 """Kapı's gateway in a FastAPI app: the caller as a dependency (the OpenAPI lock), a route's own
-rate limit next to the route, the cache decorator, and a WebSocket under the same gate."""
+rate limit next to the route, the cache decorator, logging tokens out, and a WebSocket under the same gate."""
 
 import os
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
@@ -10,7 +11,12 @@ from redis.asyncio import Redis
 from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, cached, limit
 from gateway.integrations.fastapi import CurrentUser
 
+if not os.environ.get("JWT_SECRET"):
+    sys.exit("Set JWT_SECRET first: the key your tokens are signed with (a long random string).")
+
 state: dict[str, Redis] = {}
+redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
+blacklist = TokenBlacklist(redis)
 
 
 @asynccontextmanager
@@ -23,7 +29,7 @@ async def lifespan(app: FastAPI):
 app = FastAPI(lifespan=lifespan)
 
 
-@cached("greeting:{name}", redis=lambda: state.get("redis"), ttl=60)
+@cached("greeting:{name}", redis=redis, ttl=60)
 async def greeting(name: str) -> dict:
     return {"greeting": f"merhaba {name}"}  # imagine a slow database query here
 
@@ -39,6 +45,16 @@ async def send_message(user: CurrentUser) -> dict:
     return {"sent_by": user.identity}
 
 
+@app.post("/logout", status_code=204)
+async def logout(user: CurrentUser) -> None:
+    await blacklist.revoke(user.claims)  # this token stops working
+
+
+@app.post("/logout/all", status_code=204)
+async def logout_everywhere(user: CurrentUser) -> None:
+    await blacklist.revoke_all(user.identity)  # every token of this user issued so far stops working
+
+
 @app.websocket("/ws")
 async def chat(websocket: WebSocket) -> None:  # the handshake passed the gateway: a valid token
     await websocket.accept()
@@ -51,11 +67,10 @@ async def public() -> dict:
     return {"public": True}
 
 
-redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
 app.add_middleware(
     GatewayMiddleware,
     verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
-    blacklist=TokenBlacklist(redis),
+    blacklist=blacklist,
     limiter=RateLimiter(redis),
     routes=app.routes,  # FastAPI's routes give the templates ("GET /me") and the @limit declarations
     auth=AuthRules(public=["GET /public", "/docs", "/openapi.json"]),

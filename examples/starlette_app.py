@@ -1,19 +1,25 @@
 """Kapı's gateway in a Starlette app: @requires works with request.user, a route declares its own limit,
-and a WebSocket is under the same gate."""
+logging tokens out, and a WebSocket under the same gate."""
 
 import os
+import sys
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.middleware import Middleware
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier, limit
 
+if not os.environ.get("JWT_SECRET"):
+    sys.exit("Set JWT_SECRET first: the key your tokens are signed with (a long random string).")
+
 state: dict[str, Redis] = {}
+redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
+blacklist = TokenBlacklist(redis)
 
 
 @requires("authenticated")
@@ -25,6 +31,18 @@ async def me(request):
 @limit("2/minute")  # found through the routes given to the middleware
 async def upload(request):
     return JSONResponse({"uploaded_by": request.user.identity})
+
+
+@requires("authenticated")
+async def logout(request):
+    await blacklist.revoke(request.user.claims)  # this token stops working
+    return Response(status_code=204)
+
+
+@requires("authenticated")
+async def logout_everywhere(request):
+    await blacklist.revoke_all(request.user.identity)  # every token of this user issued so far stops working
+    return Response(status_code=204)
 
 
 @requires("authenticated")
@@ -49,9 +67,10 @@ routes = [
     Route("/me", me),
     Route("/upload", upload, methods=["POST"]),
     Route("/public", public),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/logout/all", logout_everywhere, methods=["POST"]),
     WebSocketRoute("/feed", feed),
 ]
-redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lifespan)
 app = Starlette(
     routes=routes,
     lifespan=lifespan,
@@ -59,7 +78,7 @@ app = Starlette(
         Middleware(
             GatewayMiddleware,
             verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
-            blacklist=TokenBlacklist(redis),
+            blacklist=blacklist,
             limiter=RateLimiter(redis),
             routes=routes,
             auth=AuthRules(public=["GET /public"]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,13 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "example-secret-example-secret-example-secret"
 EXAMPLES = ["plain_asgi", "fastapi_app", "starlette_app", "django_app"]
+#: Each example's protected route and its log-out routes.
+PROTECTED = {
+    "plain_asgi": ("/private", "/logout", "/logout/all"),
+    "fastapi_app": ("/me", "/logout", "/logout/all"),
+    "starlette_app": ("/me", "/logout", "/logout/all"),
+    "django_app": ("/orders/", "/logout/", "/logout/all/"),
+}
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> ModuleType:
@@ -105,7 +114,7 @@ async def test_django_example(monkeypatch: pytest.MonkeyPatch, redis_server: Red
     module = load("django_app", monkeypatch, redis_server)
     from gateway.integrations.django import patterns_from_urlconf
 
-    assert patterns_from_urlconf() == ["/items/{item_id:int}/", "/orders/"]
+    assert patterns_from_urlconf() == ["/items/{item_id:int}/", "/orders/", "/logout/", "/logout/all/"]
     await module.redis.set("epoch", 0)
     async with client(module.app) as http:
         assert (await http.get("/items/7/")).json() == {"item": 7, "viewer": None}
@@ -140,3 +149,53 @@ def test_a_websocket_route_is_behind_the_same_gate(
         with http.websocket_connect(path, headers=bearer("selin")) as ws:
             greeting = ws.receive_text()
     assert "selin" in greeting
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+async def test_logging_out_one_token_and_everywhere(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, name: str
+) -> None:
+    """A token minted by examples/mint_token.py (with the example's secret and Redis) passes the
+    example's protected route; its log-out route revokes that token only, and log-out-everywhere every
+    token of the user."""
+    module = load(name, monkeypatch, redis_server)
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples.mint_token import mint
+
+    sync = SyncRedis.from_url(redis_server.url)
+    sync.flushdb()  # ours: a log-out-everywhere of another example's run would refuse these tokens
+    sync.close()
+    if name == "django_app":  # imported once per process: drop connections an earlier test's loop made
+        module.redis.connection_pool.reset()
+
+    protected, logout, logout_all = PROTECTED[name]
+    lifespan = module.app.router.lifespan_context(module.app) if hasattr(module.app, "router") else None
+    async with lifespan or contextlib.nullcontext(), client(module.app) as http:
+        laptop, phone, other = [{"Authorization": f"Bearer {await mint(user)}"} for user in ("ayse", "ayse", "can")]
+        first = await http.get(protected, headers=laptop)
+        assert first.status_code == 200, first.text
+        assert (await http.post(logout, headers=laptop)).status_code == 204
+        refused = await http.get(protected, headers=laptop)
+        assert refused.status_code == 401
+        assert 'error_description="The token has been revoked."' in refused.headers["www-authenticate"]
+        assert (await http.get(protected, headers=phone)).status_code == 200  # her other login goes on
+        assert (await http.post(logout_all, headers=phone)).status_code == 204
+        refused = await http.get(protected, headers=phone)
+        assert refused.status_code == 401
+        assert "log-out on all devices" in refused.headers["www-authenticate"]
+        assert (await http.get(protected, headers=other)).status_code == 200  # another user is untouched
+        assert (await http.get(logout)).status_code != 204  # a GET never logs out
+
+
+@pytest.mark.parametrize("name", [*EXAMPLES, "mint_token"])
+def test_without_jwt_secret_the_example_says_so(name: str) -> None:
+    """A newcomer who forgot JWT_SECRET gets one line saying what to set, not a KeyError."""
+    env = {key: value for key, value in os.environ.items() if key != "JWT_SECRET"}
+    command = (
+        [sys.executable, "-c", f"import examples.{name}"]
+        if name != "mint_token"
+        else [sys.executable, "-m", "examples.mint_token", "ayse"]
+    )
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Set JWT_SECRET first") and "Traceback" not in done.stderr
