@@ -17,8 +17,8 @@ GUARDED = {"python", "py", "python3", "pycon", "bash", "sh", "shell", "console",
 SHELLS = GUARDED - {"python", "py", "python3", "pycon"}
 #: What an inline shell block may hold: install and launch commands, and comments.
 ALLOWED = (
-    "pip install", "./scripts/", "docker compose", "uvicorn", "honcho", "export", "python -m", "gunicorn",
-    "mkdocs", "git clone", "cd", "#",
+    "pip install", "./scripts/", "docker compose", "uvicorn", "honcho", "export", "python -m", "python3 -m",
+    "source .venv/bin/activate", "gunicorn", "mkdocs", "git clone", "cd", "#",
 )  # fmt: skip
 INCLUDE = re.compile(r"""^-{1,}8<-{1,}\s+(["'])(?P<path>[^"']+)\1\s*$""")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<mark>`{3,}|~{3,})\s*\{?\.?(?P<lang>[\w+-]*)")
