@@ -25,6 +25,7 @@ Building blocks live in named submodules, each documented: ``gateway.tokens``, `
 Django helpers.
 """
 
+#: The package version (the installed distribution, ``kapi``, has the same).
 __version__ = "0.2.0"
 
 from gateway.auth import AuthMiddleware, AuthRules

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+#: The ``type`` claim of Kapı's tokens.
 TokenType = Literal["access", "refresh"]
+#: A token's claims, as verified (``sub``, ``jti``, ``iat``, ``exp``, ``type``, ``sid``, and any others).
 Claims = dict[str, Any]
 
+#: The HMAC algorithms, whose key is a shared secret (the others take PEM keys).
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ALGORITHMS = HMAC_ALGORITHMS | {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from gateway.types import Receive, Scope, Send
 
+#: The media type of every error response (RFC 9457).
 PROBLEM_JSON = "application/problem+json"
 
 

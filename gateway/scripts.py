@@ -45,6 +45,7 @@ def lua_source(name: str) -> str:
 
 @cache
 def lua_sha(name: str) -> str:
+    """The SHA-1 of the shipped script ``name`` as sent (includes resolved): what ``EVALSHA`` takes."""
     return hashlib.sha1(lua_source(name).encode()).hexdigest()
 
 

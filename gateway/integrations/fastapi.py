@@ -43,7 +43,10 @@ async def optional_user(
     return user if isinstance(user, TokenUser) else None
 
 
+#: A route parameter typed ``user: CurrentUser`` gets the authenticated ``TokenUser`` (401 without
+#: one), and OpenAPI shows the route as protected.
 CurrentUser = Annotated[TokenUser, Depends(current_user)]
+#: ``user: OptionalUser`` gets the ``TokenUser``, or ``None`` on a public route called without a token.
 OptionalUser = Annotated[TokenUser | None, Depends(optional_user)]
 
 __all__ = ["CurrentUser", "OptionalUser", "bearer_scheme", "current_user", "optional_user"]

@@ -12,6 +12,7 @@ from gateway.problem import ProblemResponse
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.policy import Policy
 
+#: The problem ``type`` of a 429 (the IANA-registered problem type of the rate-limit headers draft).
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 _TRIO = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
