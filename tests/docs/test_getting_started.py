@@ -19,6 +19,9 @@ STEPS = EXAMPLES / "getting-started"
 #: Each page's app and its steps, in the order the page shows them.
 PAGES = {
     "fastapi": ("examples.fastapi_app:app", ["anonymous", "token", "limit", "logout", "logout-all"]),
+    "starlette": ("examples.starlette_app:app", ["anonymous", "token", "limit", "logout", "logout-all"]),
+    "django": ("examples.django_app:app", ["anonymous", "token", "limit", "logout", "logout-all"]),
+    "asgi": ("examples.plain_asgi:app", ["anonymous", "token", "logout", "logout-all"]),
 }
 
 
