@@ -51,3 +51,40 @@ def test_every_public_name_is_in_the_reference(site: tuple[Path, str]) -> None:
     names = inventory(site[0])
     missing = [name for name in gateway.__all__ if f"gateway.{name}" not in names]
     assert not missing, f"not rendered in docs/reference/api/: {missing}"
+
+
+def rendered() -> list[str]:
+    """The objects the API pages render: each ``::: name`` directive, or its ``members:`` list."""
+    names: list[str] = []
+    for page in sorted((ROOT / "docs" / "reference" / "api").glob("*.md")):
+        lines = page.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if not line.startswith("::: "):
+                continue
+            target = line[4:].strip()
+            members: list[str] = []
+            for option in lines[index + 1 :]:
+                if option.strip() and not option.startswith(" "):
+                    break
+                if option.strip().startswith("- ") and option.startswith("        "):
+                    members.append(option.strip()[2:])
+            names += [f"{target}.{member}" for member in members] or [target]
+    return names
+
+
+def test_every_rendered_name_and_public_method_has_a_docstring() -> None:
+    import griffe
+
+    package = griffe.load("gateway", search_paths=[str(ROOT)], extensions=griffe.load_extensions("griffe_sphinx"))
+    names = rendered()
+    assert len(names) > 100
+    missing = []
+    for name in names:
+        obj = package[name.removeprefix("gateway.")] if name != "gateway" else package
+        if not obj.docstring:
+            missing.append(name)
+        if obj.is_class:
+            for member_name, member in obj.members.items():
+                if member.is_function and not member_name.startswith("_") and not member.docstring:
+                    missing.append(f"{name}.{member_name}")
+    assert not missing, f"rendered in docs/reference/api/ without a docstring: {missing}"
