@@ -238,7 +238,9 @@ def check_blacklist(verifier: TokenVerifier, blacklist: TokenBlacklist | None) -
 
 
 class AuthMiddleware:
-    """Bearer JWT authentication with a Redis blacklist, for any ASGI app. ``routes`` (a
+    """Bearer JWT authentication with a Redis blacklist, for any ASGI app: ``verifier`` (a
+    ``TokenVerifier``) checks each token, and the caller lands in ``scope["user"]`` (a ``TokenUser``,
+    or an unauthenticated user on a public route). ``events`` hears each rejection. ``routes`` (a
     Starlette/FastAPI app's ``app.routes``) or ``patterns`` (``"GET /items/{item_id}"``) name the route
     templates that ``rules`` refer to (or ``resolver``, the app's one ``EndpointResolver``). With
     ``blacklist``, each token is checked for revocation in Redis (one round trip). CORS preflights

@@ -50,7 +50,9 @@ class TokenBlacklist:
     """Revocation store. ``leeway`` and ``max_lifetime`` must be at least the verifier's (the gateway
     checks): a revocation is kept until the token's ``exp`` plus ``leeway`` and a log-out-everywhere
     mark for ``max_lifetime`` plus ``leeway``, the last moments a verifier could accept the token.
-    With ``sessions``, tokens that carry a ``sid`` are valid only while their login lives."""
+    With ``sessions``, tokens that carry a ``sid`` are valid only while their login lives. ``redis``
+    is a client or a callable returning it, ``keys`` the key names (a prefix), ``breaker`` the
+    process's shared ``CircuitBreaker``."""
 
     def __init__(
         self,

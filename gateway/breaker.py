@@ -29,7 +29,8 @@ class CircuitBreaker:
     request in its own task, hence its own context) are skipped for ``cooldown`` seconds, so a
     request that needs Redis twice pays one timeout, not two, while other requests are unaffected.
 
-    One breaker per process is shared by every component that talks to the same Redis.
+    One breaker per process is shared by every component that talks to the same Redis. ``events``
+    hears every call and state change; ``clock`` (seconds) is there so tests can move time.
     """
 
     def __init__(

@@ -507,6 +507,12 @@ def cached(
     ``Generation.bump()`` (or an ``invalidate(..., bump=)``) makes stale at once. With ``near``
     (a started ``NearCache`` tracking the template's prefix), hits are also kept in process memory,
     coherent with Redis, and a warm read costs no Redis round trip at all.
+
+    ``keys`` puts the deployment's prefix before the keys; ``lease_ms`` is how long one loader holds
+    a missing key while the others wait for its result; ``breaker`` and ``events`` as for the other
+    parts. Returns a decorator; the decorated function becomes a ``CachedFunction``, called as before
+    and with ``invalidate`` and ``read_json`` besides. When Redis cannot answer, the loader is called
+    (fail open).
     """
 
     def decorate(func: Callable[P, Awaitable[T]]) -> CachedFunction[P, T]:

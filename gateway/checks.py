@@ -113,7 +113,9 @@ class GatewayMiddleware:
     (``limits``) for any ASGI app, in one Redis round trip per request. ``routes`` (a
     Starlette/FastAPI app's ``app.routes``) or ``patterns`` name the route templates both refer to (or
     ``resolver``, the app's one ``EndpointResolver`` shared with its other layers);
-    ``keys``, ``client_address`` and ``events`` as for the parts. CORS preflights pass through.
+    ``keys``, ``client_address`` and ``events`` as for the parts. ``verifier`` checks each token's
+    signature and claims, ``blacklist`` its revocation (``None``: not checked), ``limiter`` counts
+    the budgets. CORS preflights pass through.
 
     A WebSocket handshake is checked as a ``GET`` of its route (``gateway.streams``): refused before
     accept with the answer HTTP would get. With ``streams`` (a ``StreamGuard``), every WebSocket and

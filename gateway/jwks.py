@@ -57,7 +57,11 @@ def _loopback(host: str) -> bool:
 
 
 class JwksKeySet:
-    """Keys from ``url`` for ``algorithm`` (``RS256``, ``ES256``, ...)."""
+    """Keys from the JWKS at ``url`` for ``algorithm`` (``RS256``, ``ES256``, ...), as the module
+    docstring says: cached for the document's ``max-age`` kept within ``min_age`` and ``max_age``
+    seconds, served ``stale_for`` seconds past that while the endpoint is down, refetched for an
+    unknown ``kid`` at most every ``refetch_interval`` seconds, each fetch given ``timeout`` seconds.
+    ``clock`` (seconds) is there so tests can move time. Pass it to ``TokenVerifier(jwks=...)``."""
 
     def __init__(
         self,

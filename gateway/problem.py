@@ -16,7 +16,11 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class ProblemResponse(Response):
-    """An error as ``application/problem+json``; never carries a traceback."""
+    """An error as ``application/problem+json``; never carries a traceback.
+
+    The body has ``type`` (default ``about:blank``), ``title`` (default: the status phrase),
+    ``status`` and ``detail``, then ``errors`` (field-level problems) when given, then any ``extra``
+    members (``tries_left=2``). ``headers`` are added to the response."""
 
     media_type = PROBLEM_JSON
 

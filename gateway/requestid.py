@@ -57,7 +57,8 @@ def end_request(rid: RequestId) -> None:
 
 class RequestIdMiddleware:
     """Every HTTP request gets an id (the caller's ``X-Request-ID`` when sane), echoed in the response
-    and current for log records (``request_id``) while it runs."""
+    and current for log records (``request_id``) while it runs. ``header`` names the request and
+    response header (``X-Request-ID``)."""
 
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
         self.app = app

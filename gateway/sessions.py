@@ -66,7 +66,10 @@ class SessionTiming(NamedTuple):
 
 class SessionStore:
     """Logins live ``ttl`` seconds after their last use (``SESSION_TTL``); ``refresh_grace`` is how
-    long a just-rotated refresh token may be presented again (``REFRESH_REUSE_GRACE``; 0 = never)."""
+    long a just-rotated refresh token may be presented again (``REFRESH_REUSE_GRACE``; 0 = never).
+    ``redis`` is a client or a callable returning it, ``keys`` the key names (a prefix), ``breaker``
+    the process's shared ``CircuitBreaker``. Give it to ``TokenBlacklist(sessions=...)`` too, so
+    ending a login revokes its tokens."""
 
     def __init__(
         self,

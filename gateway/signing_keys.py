@@ -133,7 +133,12 @@ def make_key(material: str, algorithm: str) -> Key:
 
 
 class KeySet:
-    """The current key (which signs) and the previous keys (which still verify), one algorithm."""
+    """The current key (which signs) and the previous keys (which still verify), one algorithm.
+
+    ``current`` and each of ``previous`` are an HMAC secret, or a PEM key for the RS and ES
+    algorithms (a private key to sign; a public key only verifies). Each key's ``kid`` is derived
+    from the key, so tokens name the key they were signed with. ``ValueError`` for a key that does
+    not fit ``algorithm``."""
 
     def __init__(self, current: str, *, algorithm: str = "HS256", previous: Iterable[str] = ()) -> None:
         self.algorithm = algorithm

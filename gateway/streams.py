@@ -80,7 +80,7 @@ class StreamGuard:
     module docstring). ``channel`` is the process's tracking channel (a ``NearCache``; one with no
     prefixes of its own will do) and must be started after the guard is built; ``blacklist`` is the
     gateway's. ``per_user`` connections at most per user across every instance; ``lease`` seconds
-    before a crashed process's slots free themselves."""
+    before a crashed process's slots free themselves. ``keys`` defaults to the blacklist's."""
 
     def __init__(
         self,

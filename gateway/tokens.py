@@ -117,9 +117,11 @@ class TokenVerifier:
     Redis on every request by the blacklist. Each call returns a fresh ``dict`` whose nested values
     are read-only, so what one request does with its claims never reaches another.
 
-    ``max_lifetime`` bounds ``exp - iat``: the blacklist keeps a revocation for at most that long
-    (plus ``leeway``), so a token that could outlive it is refused rather than accepted. A token
-    whose ``crit`` header names any extension is refused (RFC 7515 §4.1.11: none is understood here).
+    ``issuer`` and ``audience``, when given, must match the token's ``iss`` and ``aud``;
+    ``max_length`` bounds the token's size (characters). ``max_lifetime`` bounds ``exp - iat``: the
+    blacklist keeps a revocation for at most that long (plus ``leeway``), so a token that could
+    outlive it is refused rather than accepted. A token whose ``crit`` header names any extension is
+    refused (RFC 7515 §4.1.11: none is understood here).
     """
 
     def __init__(
@@ -321,7 +323,11 @@ def _as_external(claims: Claims, token: str) -> Claims:
 
 class TokenIssuer:
     """Mints access and refresh tokens with the current key of ``keys`` (its ``kid`` in the header):
-    ``sub``, ``jti``, ``iat``, ``exp``, ``type``, ``sid``, and ``iss``/``aud`` when configured."""
+    ``sub``, ``jti``, ``iat``, ``exp``, ``type``, ``sid``, and ``iss``/``aud`` when configured.
+
+    ``key`` (with ``algorithm``) makes a ``KeySet`` of one; it must be able to sign. Access tokens
+    live ``access_ttl`` seconds, refresh tokens ``refresh_ttl``; ``issuer`` and ``audience`` become
+    ``iss`` and ``aud``. Mint a pair per sign-in with ``issue_pair``."""
 
     def __init__(
         self,

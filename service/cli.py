@@ -43,7 +43,13 @@ def serve(args: argparse.Namespace) -> int:
     own: RedisServer | None = None
     if settings.redis_mode == "standalone" and not (settings.redis_url or "").startswith("unix://"):
         host, wanted = redis_target(settings)
-        if not ping(host, wanted):
+        if ping(host, wanted):
+            print(
+                f"kapi: using the Redis already running at {host}:{wanted} (this command did not start it: "
+                "its data, rate-limit counters and revocations included, stays after the run)",
+                file=sys.stderr,
+            )
+        else:
             if host not in LOCAL_HOSTS:
                 print(
                     f"kapi: Redis at {host}:{wanted} is unreachable; start it or unset REDIS_URL/REDIS_HOST",
@@ -54,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
             own = RedisServer(port=port, appendonly=True, directory=Path(".kapi/redis"))
             print(
                 f"kapi: no Redis reachable at {host}:{wanted}; starting {own.binary} on 127.0.0.1:{port} "
-                "(append-only, data in .kapi/redis)",
+                "(append-only, data kept in .kapi/redis; stopped when the service stops)",
                 file=sys.stderr,
             )
             own.start()

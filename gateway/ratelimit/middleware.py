@@ -87,13 +87,13 @@ def user_id_of(scope: Scope) -> str | None:
 
 
 class RateLimitMiddleware:
-    """Rate limiting by ``limits`` (a ``RateLimits``: default, overrides, exemptions, a per-request
-    chooser, what to do while Redis is away). ``routes`` (a Starlette/FastAPI app's ``app.routes``)
-    or ``patterns`` (``"GET /items/{item_id}"``) name the route templates (or ``resolver``, the app's one
-    ``EndpointResolver``); limits declared on routes
-    with ``@limit(...)`` are found through ``routes``. ``keys`` puts a prefix before the keys;
-    ``client_address`` says whose ``X-Forwarded-For`` to believe. Place it after the authentication
-    middleware, which sets ``scope["user"]`` (or use ``GatewayMiddleware`` for both in one round trip)."""
+    """Rate limiting with ``limiter`` (a ``RateLimiter``) by ``limits`` (a ``RateLimits``: default, overrides,
+    exemptions, a per-request chooser, what to do while Redis is away). ``routes`` (a Starlette/FastAPI app's
+    ``app.routes``) or ``patterns`` (``"GET /items/{item_id}"``) name the route templates (or ``resolver``, the
+    app's one ``EndpointResolver``); limits declared on routes with ``@limit(...)`` are found through ``routes``.
+    ``keys`` puts a prefix before the keys; ``client_address`` says whose ``X-Forwarded-For`` to believe. Place it
+    after the authentication middleware, which sets ``scope["user"]`` (or use ``GatewayMiddleware`` for both in one
+    round trip). ``events`` hears every decision. Responses get the rate-limit headers; a refusal is a 429 problem."""
 
     def __init__(
         self,

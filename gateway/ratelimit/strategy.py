@@ -58,7 +58,8 @@ def decision_of(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
 
 class RateLimiter:
     """Counting and deciding in one atomic Lua script on Redis server time: exact across processes
-    and hosts, one round trip per request."""
+    and hosts, one round trip per request. ``redis`` is a client or a callable returning it;
+    ``breaker`` is the process's shared ``CircuitBreaker``."""
 
     def __init__(self, redis: RedisSource, *, breaker: CircuitBreaker | None = None) -> None:
         self.redis = redis
