@@ -13,9 +13,12 @@ import pytest
 from redis import Redis
 
 from gateway.testing import RedisServer
-from tests.docs.walkthrough import EXAMPLES, ROOT, TUTORIAL_SECRET, Uvicorn, shell_env, walk
+from tests.docs.walkthrough import EXAMPLES, ROOT, TUTORIAL_SECRET, Uvicorn, check_shown, run_steps, shell_env, walk
+from tests.processes import ServiceProcess, service_env
 
 STEPS = EXAMPLES / "getting-started"
+#: What the reference-service page exports before starting the service.
+PAGE_TEST_NUMBER = "+905550000001:123456"
 #: Each page's app and its steps, in the order the page shows them.
 PAGES = {
     "fastapi": ("examples.fastapi_app:app", ["anonymous", "token", "limit", "logout", "logout-all"]),
@@ -51,3 +54,23 @@ def test_without_jwt_secret_the_app_says_what_to_set(page: str) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "Set JWT_SECRET first: the key your tokens are signed with (a long random string)."
+
+
+def test_the_reference_service_page_works_as_written(redis_url: str, tmp_path: Path) -> None:
+    """The service started as the Procfile starts it, with the page's OTP_TEST_NUMBERS exported first:
+    sign in with the test number, create, read (X-Cache), search (percent-encoded), log out (401)."""
+    env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}", otp_test_numbers=PAGE_TEST_NUMBER)
+    with ServiceProcess(env) as service:
+        walk(STEPS / "service", ["sign-in", "create", "read", "search", "logout"], shell_env(service.url))
+
+
+def test_signing_in_to_a_service_started_without_the_test_number_fails_as_the_page_says(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The trap the page warns about: started before OTP_TEST_NUMBERS was exported, the sign-in step
+    says it failed and why (the code is wrong), instead of a KeyError and a row of 401s."""
+    env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}")
+    env.pop("OTP_TEST_NUMBERS")
+    with ServiceProcess(env) as service:
+        (output,) = run_steps([STEPS / "service" / "sign-in.sh"], shell_env(service.url))
+    check_shown(output, STEPS / "service" / "sign-in-without-test-number.out")

@@ -107,6 +107,9 @@ _MASKS = [
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"), "<timestamp>"),
     (re.compile(r"(?im)^(content-length): \d+$"), r"\1: <n>"),
     (re.compile(r"retry in \d+ s"), "retry in <s> s"),
+    (re.compile(r'(?im)^(etag): ".*"$'), r"\1: <etag>"),
+    (re.compile(r'"session_id":"[\w-]+"'), '"session_id":"<id>"'),
+    (re.compile(r"curl/[\d.]+"), "curl/<version>"),
 ]
 
 
