@@ -1,5 +1,6 @@
-"""The README's examples (in examples/) run: a bare ASGI app, FastAPI, Starlette and Django behind the
-gateway, against a real Redis."""
+"""The examples the docs show (in examples/) run: a bare ASGI app, FastAPI, Starlette and Django behind
+the gateway, against a real Redis. Each is shown by its getting-started page (a snippet include of the
+file itself), and the FastAPI one by the README too, verbatim."""
 
 from __future__ import annotations
 
@@ -58,9 +59,23 @@ def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
+#: The getting-started page that shows each example.
+PAGES = {
+    "plain_asgi": "asgi.md",
+    "fastapi_app": "fastapi.md",
+    "starlette_app": "starlette.md",
+    "django_app": "django.md",
+}
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_readme_shows_the_example_verbatim(name: str) -> None:
-    assert (ROOT / "examples" / f"{name}.py").read_text() in (ROOT / "README.md").read_text()
+def test_the_docs_show_the_example(name: str) -> None:
+    page = (ROOT / "docs" / "getting-started" / PAGES[name]).read_text()
+    assert f'--8<-- "examples/{name}.py"' in page
+
+
+def test_readme_shows_the_fastapi_example_verbatim() -> None:
+    assert (ROOT / "examples" / "fastapi_app.py").read_text() in (ROOT / "README.md").read_text()
 
 
 async def test_plain_asgi_example(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
