@@ -1,4 +1,4 @@
-# Ask for a code, then sign in with a test number's fixed code; prints the login's answer and status
+# Sign in with a test number and its fixed code; prints the answer, then the status
 BASE=${BASE:-http://127.0.0.1:8000}
 PHONE=${PHONE:-+905550000001}
 CODE=${CODE:-123456}
