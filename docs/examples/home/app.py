@@ -1,5 +1,4 @@
-"""A Starlette app behind Kapı's gateway: every request's token checked (and revocable), 100 requests
-an hour per user and route, in one Redis round trip."""
+"""A Starlette app behind Kapı's gateway."""
 
 import os
 
@@ -8,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway import AuthRules, GatewayMiddleware, RateLimiter, RateLimits, TokenBlacklist, TokenVerifier
+import gateway as kapi
 
 
 async def me(request):
@@ -21,12 +20,12 @@ async def health(request):
 
 redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
 routes = [Route("/me", me), Route("/health", health)]
-app = GatewayMiddleware(
+app = kapi.GatewayMiddleware(
     Starlette(routes=routes),
-    verifier=TokenVerifier(key=os.environ["JWT_SECRET"], algorithm="HS256"),
-    blacklist=TokenBlacklist(redis),  # a revoked token is refused on every process at once
-    limiter=RateLimiter(redis),  # exact across processes and hosts
+    verifier=kapi.TokenVerifier(key=os.environ["JWT_SECRET"]),  # HS256
+    blacklist=kapi.TokenBlacklist(redis),  # revoked tokens, for every process
+    limiter=kapi.RateLimiter(redis),  # exact across processes and hosts
     routes=routes,
-    auth=AuthRules(public=["GET /health"]),  # everything else needs a valid token
-    limits=RateLimits(default="100/hour"),
+    auth=kapi.AuthRules(public=["GET /health"]),  # the rest needs a token
+    limits=kapi.RateLimits(default="100/hour"),  # per user and route
 )
