@@ -60,7 +60,7 @@ def test_the_reference_service_page_works_as_written(redis_url: str, tmp_path: P
     """The service started as the Procfile starts it, with the page's OTP_TEST_NUMBERS exported first:
     sign in with the test number, create, read (X-Cache), search (percent-encoded), log out (401)."""
     env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}", otp_test_numbers=PAGE_TEST_NUMBER)
-    with ServiceProcess(env) as service:
+    with ServiceProcess(env, cwd=tmp_path) as service:
         walk(STEPS / "service", ["sign-in", "create", "read", "search", "logout"], shell_env(service.url))
 
 
@@ -71,6 +71,6 @@ def test_signing_in_to_a_service_started_without_the_test_number_fails_as_the_pa
     says it failed and why (the code is wrong), instead of a KeyError and a row of 401s."""
     env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}")
     env.pop("OTP_TEST_NUMBERS")
-    with ServiceProcess(env) as service:
+    with ServiceProcess(env, cwd=tmp_path) as service:
         (output,) = run_steps([STEPS / "service" / "sign-in.sh"], shell_env(service.url))
     check_shown(output, STEPS / "service" / "sign-in-without-test-number.out")
