@@ -1,1 +1,1 @@
-"""Kapı's benchmark and load-test harness (see README, "Benchmarks")."""
+"""Kapı's benchmark and load-test harness (docs/explanation/benchmarks.md)."""

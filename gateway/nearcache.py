@@ -11,7 +11,7 @@ changes, deletes or lets expire, and the local copy is dropped. What holds:
   answered its client, any request whose Redis step (the gateway's rate-limit and revocation
   check) ran after it finds the invalidation already in the socket's buffer, and gets the new
   value. Across hosts the push travels on its own TCP connection, so it is ordered only as the
-  network orders it: typically within a network round trip of the write (see the README).
+  network orders it: typically within a network round trip of the write (docs/how-to/caching.md).
 - **Losing the channel never serves stale data.** When the connection drops, is killed, stops
   answering its ``PING`` or Redis restarts, every local copy is dropped and the cache is bypassed
   until tracking is re-established (with backoff, no restart).

@@ -127,7 +127,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 "ANALYZE",
             ),
             # pg_trgm's GIN index serves LIKE '%…%' on the folded text; short_terms (GIN) the 1-2
-            # character queries. CREATE EXTENSION needs a role allowed to (see the README).
+            # character queries. CREATE EXTENSION needs a role allowed to (docs/reference/http-api.md, "Indexes").
             "postgresql": (
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",
                 "ALTER TABLE listings ADD COLUMN IF NOT EXISTS city_key TEXT NOT NULL DEFAULT ''",

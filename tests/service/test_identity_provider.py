@@ -1,5 +1,5 @@
 """The service in front of a team's identity provider (JWKS, three settings), and our own key
-rotation as the README's procedure does it, end to end against real servers."""
+rotation as docs/how-to/rotate-secret.md does it, end to end against real servers."""
 
 from __future__ import annotations
 
