@@ -86,10 +86,10 @@ class NearCache:
     only carries listeners (``listen``).
 
     ``redis`` is the app's client (or a callable returning it): the channel opens a connection of its
-    own to the same server, with the client's credentials and TLS settings. A process keeps at most ``max_entries`` copies and ``max_bytes`` bytes,
-    each served for at most ``max_age`` seconds; the channel is pinged every ``ping_interval``
-    seconds and given ``connect_timeout`` seconds to connect. ``events`` hears hits, invalidations and
-    resets. Give it to ``@cached(..., near=)``."""
+    own to the same server, with the client's credentials and TLS settings. A process keeps at most
+    ``max_entries`` copies and ``max_bytes`` bytes, each served for at most ``max_age`` seconds; the
+    channel is pinged every ``ping_interval`` seconds and given ``connect_timeout`` seconds to
+    connect. ``events`` hears hits, invalidations and resets. Give it to ``@cached(..., near=)``."""
 
     def __init__(
         self,
