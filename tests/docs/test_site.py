@@ -4,6 +4,7 @@ Python API reference renders every public name of ``gateway``."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -88,3 +89,16 @@ def test_every_rendered_name_and_public_method_has_a_docstring() -> None:
                 if member.is_function and not member_name.startswith("_") and not member.docstring:
                     missing.append(f"{name}.{member_name}")
     assert not missing, f"rendered in docs/reference/api/ without a docstring: {missing}"
+
+
+def test_the_readme_is_the_front_door() -> None:
+    """Short, with the two commands as they are, and every link into the docs going somewhere."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert "## Two commands" in readme
+    assert "./scripts/run     # set up and run the service on http://127.0.0.1:8000\n" in readme
+    assert "./scripts/test    # set up and run the whole test suite\n" in readme
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
+    assert len(links) > 20
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
