@@ -100,6 +100,12 @@ _HEAD = 2  # the rest of a request head
 _BODY = 3  # more of a request body
 
 
+# The base class's callbacks, called directly (cheaper than super() on a path taken for every request).
+_data_received = HttpToolsProtocol.data_received
+_on_message_begin = HttpToolsProtocol.on_message_begin
+_on_message_complete = HttpToolsProtocol.on_message_complete
+
+
 class HttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with a response's header and body writes gathered into one, and read
     deadlines for the request head and body (see the module's docstring).
@@ -110,10 +116,10 @@ class HttpProtocol(HttpToolsProtocol):
     ``connection_made`` setting ``self.transport`` and building ``self.flow`` (flow control) on the
     transport it is given, and each request's cycle writing to whatever ``self.transport`` is when its
     head completes (so replacing it after ``connection_made`` carries every response, while pausing
-    reads still reaches the socket); the parser callbacks ``data_received``, ``on_message_begin``,
-    ``on_headers_complete``, ``on_message_complete`` and ``connection_lost``; ``self.cycle`` (``None``
-    before the first request, then the newest request's: ``on_headers_complete`` makes a new one for
-    every request but a WebSocket upgrade) with ``response_started``,
+    reads still reaches the socket); the callbacks ``data_received``, ``on_message_begin``,
+    ``on_message_complete`` (called for a WebSocket handshake too, before it is handed over) and
+    ``connection_lost``; ``self.cycle`` (``None`` before the first request, then the newest request's:
+    ``on_headers_complete`` makes a new one for every request but a WebSocket upgrade) with ``response_started``,
     ``response_complete``, ``waiting_for_100_continue``, ``keep_alive`` (``False``: closed after the
     response) and ``disconnected`` with ``message_event`` (both set: ``receive()`` answers
     ``http.disconnect`` and sends are dropped); ``self.pipeline`` (requests queued behind the one being
@@ -141,6 +147,7 @@ class HttpProtocol(HttpToolsProtocol):
         # fire too late for that wait; when it fires it checks the clock and re-arms for the time left.
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
+        self._head_after: object = None  # the request cycle there was when the last request ended
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -157,30 +164,38 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         waiting_for = self._waiting_for
         if waiting_for == _IDLE:  # the next request begins (stray CRLFs before it count as its head)
-            self._wait_for_head(_HEAD)
+            # _wait_for_head(_HEAD), inlined: this runs once per request.
+            self._waiting_for = _HEAD
+            self._since = when = self.loop.time()
+            when += self._header_timeout
+            if self._deadline is None or when < self._deadline_at:
+                self._arm(when)
         elif waiting_for == _OPENED:  # the first request begins; its clock started with the connection
             self._waiting_for = _HEAD
-        super().data_received(data)
-        if self._waiting_for == _BODY:  # still inside a body: its pause starts now
+        _data_received(self, data)
+        waiting_for = self._waiting_for
+        if waiting_for == _HEAD:
+            # uvicorn makes a new request cycle when a head completes, so the newest head is still coming
+            # while the cycle is the one there was when the last request ended. (A WebSocket handshake makes
+            # no cycle, but its on_message_complete has come before the hand-over: we are _IDLE then.)
+            # Checked here, once per read, rather than in on_headers_complete for every request: each
+            # override is one more Python call on the hot path.
+            if self.cycle is self._head_after:
+                return
+            waiting_for = self._waiting_for = _BODY
+        if waiting_for == _BODY:  # still inside a body: its pause starts now
             self._since = now = self.loop.time()
             self._arm(now + self._body_timeout)
 
     def on_message_begin(self) -> None:
         if self._waiting_for == _IDLE:  # a request pipelined behind one that ended in the same read
             self._wait_for_head(_HEAD)
-        super().on_message_begin()
-
-    def on_headers_complete(self) -> None:
-        before = self.cycle
-        super().on_headers_complete()
-        # uvicorn starts a request cycle for every request but a WebSocket handshake, which hands the
-        # connection to the WebSocket protocol: no body follows. (An identity check: cheaper than
-        # asking the parser and the upgrade headers again, on every request.)
-        self._waiting_for = _IDLE if self.cycle is before else _BODY
+        _on_message_begin(self)
 
     def on_message_complete(self) -> None:
         self._waiting_for = _IDLE
-        super().on_message_complete()
+        self._head_after = self.cycle  # the next head is complete once uvicorn has made a newer cycle
+        _on_message_complete(self)
 
     def _wait_for_head(self, waiting_for: int) -> None:
         self._waiting_for = waiting_for

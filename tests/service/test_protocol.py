@@ -430,3 +430,24 @@ def test_under_gunicorn_a_bad_deadline_stops_start_up(tmp_path: Path) -> None:
         "kapi: configuration error: HTTP_BODY_TIMEOUT='0' is invalid: expected seconds above 0, at most 3600"
     ]
     assert "Traceback" not in stderr + stdout
+
+
+def test_a_websocket_is_not_held_to_the_http_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the upgrade the connection is the WebSocket protocol's: idle longer than both deadlines, a
+    request after a finished one on the same connection included, it stays open and answers."""
+    from websockets.sync.client import connect
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+
+    with protocol_server(app, monkeypatch, (0.3, 0.3)) as port, connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        time.sleep(1.0)  # past both deadlines (and the deadline check's re-arming)
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "STILL HERE"
