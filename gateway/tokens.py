@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import math
 import re
 import secrets
 import string
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -24,7 +25,7 @@ from jose.exceptions import JWTError
 
 from gateway.claims import ALGORITHMS, HMAC_ALGORITHMS, Claims, InvalidToken, TokenType
 from gateway.jwks import JwksKeySet, KeysUnavailable, UnknownKey
-from gateway.signing_keys import KeySet
+from gateway.signing_keys import Key, KeySet
 
 __all__ = ["HMAC_ALGORITHMS", "Claims", "InvalidToken", "TokenIssuer", "TokenPair", "TokenType", "TokenVerifier"]
 
@@ -96,6 +97,31 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+class _Signer(NamedTuple):
+    """Where a token's key came from: the header's ``kid``, whether the identity provider's set holds
+    it (``external``), the algorithm that source accepts, and the ``Key`` the set gave."""
+
+    kid: str | None
+    external: bool
+    algorithm: str
+    key: Key
+
+
+class _Remembered:
+    """A token that verified: its (frozen) claims, its signer, the time claims the memory checks on
+    every use, and ``until`` (``exp`` plus the leeway), when it is dropped."""
+
+    __slots__ = ("claims", "exp", "iat", "nbf", "signer", "until")
+
+    def __init__(self, claims: Claims, signer: _Signer, leeway: float) -> None:
+        self.claims = claims
+        self.signer = signer
+        self.exp: float = claims["exp"]
+        self.nbf: float = claims.get("nbf", 0)
+        self.iat: float = claims["iat"]
+        self.until = self.exp + leeway
+
+
 class TokenVerifier:
     """Verifies bearer tokens: ours against a ``KeySet`` (``key=`` makes a set of one), and, with
     ``jwks``, an identity provider's against its published keys.
@@ -112,16 +138,24 @@ class TokenVerifier:
     ``jti`` is named by a hash of its signed header and claims (``h.`` + 22 characters), which the
     blacklist uses. Only the canonical compact form of a token is accepted (``is_canonical``).
 
-    A token that verified once is remembered (up to ``cache_size`` tokens, until it expires), so a
-    client's next requests skip the signature check; revocation is not cached, it is checked in
-    Redis on every request by the blacklist. Each call returns a fresh ``dict`` whose nested values
-    are read-only, so what one request does with its claims never reaches another.
+    A token that verified is remembered by its exact (canonical) string, so a client's next requests
+    cost a dict lookup instead of a signature check and claim parsing. Each use still checks, with
+    the same code as a fresh verification and at that moment: ``exp`` (with the leeway), ``nbf``,
+    ``iat`` not ahead, the expected ``type``, and that the key set still gives the very key the token
+    verified with for its ``kid`` (a key removed, replaced, or a JWKS too stale to trust: verified
+    afresh, and refused if it no longer verifies). Only successes are remembered, so a key that
+    arrives later is picked up; at most ``max_remembered`` tokens (least recently used out; ``0``
+    turns the memory off), each dropped once past ``exp`` plus the leeway. ``issuer``, ``audience``,
+    ``leeway`` and ``max_lifetime`` are fixed at construction. Revocation is not remembered: the
+    blacklist checks it in Redis on every request. Each call returns a fresh ``dict`` whose nested
+    values are read-only, so what one request does with its claims never reaches another.
 
     ``issuer`` and ``audience``, when given, must match the token's ``iss`` and ``aud``;
     ``max_length`` bounds the token's size (characters). ``max_lifetime`` bounds ``exp - iat``: the
     blacklist keeps a revocation for at most that long (plus ``leeway``), so a token that could
     outlive it is refused rather than accepted. A token whose ``crit`` header names any extension is
-    refused (RFC 7515 §4.1.11: none is understood here).
+    refused (RFC 7515 §4.1.11: none is understood here). ``clock`` gives the time (seconds since
+    1970, ``time.time`` by default) every time claim is checked against; tests pass their own.
     """
 
     def __init__(
@@ -136,12 +170,15 @@ class TokenVerifier:
         leeway: int = 30,
         max_lifetime: int = DEFAULT_MAX_LIFETIME,
         max_length: int = 8192,
-        cache_size: int = 10_000,
+        max_remembered: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
         if leeway < 0 or max_lifetime < 1:
             raise ValueError("leeway must be >= 0 and max_lifetime >= 1 second")
+        if max_remembered < 0:
+            raise ValueError("max_remembered must be >= 0 (0 turns the memory of verified tokens off)")
         if keys is None:
             if not key:
                 raise ValueError("a verification key is required")
@@ -156,18 +193,28 @@ class TokenVerifier:
         self.leeway = leeway
         self.max_lifetime = max_lifetime
         self.max_length = max_length
-        self.cache_size = cache_size
+        self.max_remembered = max_remembered
+        self.clock = clock
         # python-jose checks the header and the signature only; every claim is checked here
         # (``_check_claims``), so each refusal can say exactly what is wrong.
         self._options = {name: False for name in _JOSE_CLAIM_CHECKS}
         self._required = ("sub", "jti", "iat", "exp", "type") + ("iss",) * bool(issuer) + ("aud",) * bool(audience)
         self._external_required = tuple(name for name in self._required if name not in ("jti", "type"))
-        self._verified: OrderedDict[str, Claims] = OrderedDict()
+        # Tokens that verified, least recently used first; and a heap of (until, token) that finds
+        # the expired ones. The heap may hold tokens already evicted: they are skipped when popped,
+        # and it is rebuilt from the memory when it grows past twice the bound.
+        self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
+        self._expiries: list[tuple[float, str]] = []
 
     @property
     def key(self) -> Any:
         """The current key's verification material."""
         return self.keys.current.verifying
+
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens are remembered now (a gauge, at most ``max_remembered``)."""
+        return len(self._remembered)
 
     def verify(self, token: str, *, expected_type: TokenType = "access", allow_expired: bool = False) -> Claims:
         """The token's claims, or ``InvalidToken`` (``UnknownKey`` for a ``kid`` the JWKS does not
@@ -175,21 +222,16 @@ class TokenVerifier:
         token past its ``exp`` (everything else is still checked): for a logout, which may end an
         expired token's login."""
         if allow_expired:
-            decoded = self._decode(token, verify_exp=False)
+            decoded = self._verify(token, verify_exp=False)[0]
             if decoded["type"] != expected_type:
                 raise InvalidToken("wrong_type", f"A {decoded['type']} token cannot be used here.")
             return decoded
-        claims = self._verified.get(token)
-        if claims is not None:
-            if claims["exp"] + self.leeway <= time.time():
-                del self._verified[token]
-                raise InvalidToken("expired", "The token has expired.")
-        else:
-            claims = {name: _frozen(value) for name, value in self._decode(token).items()}
-            if self.cache_size:
-                self._verified[token] = claims
-                if len(self._verified) > self.cache_size:
-                    self._verified.popitem(last=False)
+        claims = self._recall(token) if self._remembered else None
+        if claims is None:
+            decoded, signer = self._verify(token)
+            claims = {name: _frozen(value) for name, value in decoded.items()}
+            if self.max_remembered:
+                self._remember(token, claims, signer)
         if claims["type"] != expected_type:
             raise InvalidToken("wrong_type", f"A {claims['type']} token cannot be used here; send {expected_type}.")
         return dict(claims)
@@ -208,7 +250,71 @@ class TokenVerifier:
             await self.jwks.learn(unknown.kid)
         return self.verify(token, expected_type=expected_type, allow_expired=allow_expired)
 
-    def _decode(self, token: str, *, verify_exp: bool = True) -> Claims:
+    def _recall(self, token: str) -> Claims | None:
+        """The remembered claims of ``token`` when it may pass now, ``InvalidToken`` when a time check
+        refuses it (as a fresh verification would), None when it must be verified afresh."""
+        now = self.clock()
+        if self._expiries and self._expiries[0][0] <= now:
+            self._forget_expired(now)
+        entry = self._remembered.get(token)
+        if entry is None:
+            return None
+        signer = entry.signer
+        try:
+            # The key set is asked as a fresh verification asks it; the same Key object (or an equal
+            # one, as a JWKS refetch builds) means the signature checked before still holds.
+            current = self._signer(signer.kid)
+        except InvalidToken:  # the key is gone or cannot be trusted now: the fresh path says why
+            current = None
+        if current is None or current != signer:
+            del self._remembered[token]
+            return None
+        self._check_times(entry.exp, entry.nbf, entry.iat, now)
+        if current.key is not signer.key:
+            entry.signer = current  # an equal key from a refetched set: compare by identity from now on
+        self._remembered.move_to_end(token)
+        return entry.claims
+
+    def _remember(self, token: str, claims: Claims, signer: _Signer) -> None:
+        entry = _Remembered(claims, signer, self.leeway)
+        remembered = self._remembered
+        remembered[token] = entry
+        remembered.move_to_end(token)
+        heapq.heappush(self._expiries, (entry.until, token))
+        while len(remembered) > self.max_remembered:
+            remembered.popitem(last=False)
+        if len(self._expiries) > 2 * self.max_remembered:
+            self._expiries = [(item.until, key) for key, item in remembered.items()]
+            heapq.heapify(self._expiries)
+
+    def _forget_expired(self, now: float) -> None:
+        """Drops every remembered token past ``exp`` plus the leeway."""
+        expiries, remembered = self._expiries, self._remembered
+        while expiries and expiries[0][0] <= now:
+            token = heapq.heappop(expiries)[1]
+            entry = remembered.get(token)
+            if entry is not None and entry.until <= now:
+                del remembered[token]
+
+    def _source(self, kid: str | None) -> tuple[bool, str]:
+        """Whether a token naming ``kid`` is the identity provider's, and the algorithm it must use."""
+        external = self.jwks is not None and kid is not None and kid not in self.keys.by_kid
+        return external, self.jwks.algorithm if external and self.jwks is not None else self.algorithm
+
+    def _signer(self, kid: str | None) -> _Signer:
+        """The key a token naming ``kid`` is verified with now, or ``InvalidToken`` (``UnknownKey``)."""
+        external, algorithm = self._source(kid)
+        if external and self.jwks is not None:
+            try:
+                key = self.jwks.for_token(kid)
+            except KeysUnavailable as exc:
+                raise InvalidToken("keys_unavailable", f"The identity provider's keys: {exc}.") from None
+        else:
+            key = self.keys.for_token(kid)
+        return _Signer(kid, external, algorithm, key)
+
+    def _verify(self, token: str, *, verify_exp: bool = True) -> tuple[Claims, _Signer]:
+        """The token's claims and the key it verified with, checked in full; ``InvalidToken`` otherwise."""
         if len(token) > self.max_length:
             raise InvalidToken("too_long", "The token is too long.")
         _check_spelling(token)
@@ -221,21 +327,14 @@ class TokenVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("bad_header", "The token's kid header must be a string.")
-        external = self.jwks is not None and kid not in self.keys.by_kid and kid is not None
-        algorithm = self.jwks.algorithm if external and self.jwks is not None else self.algorithm
+        external, algorithm = self._source(kid)
         if header.get("alg") != algorithm:
             raise InvalidToken("wrong_algorithm", f"Only {algorithm} tokens are accepted.")
         if "crit" in header:
             raise InvalidToken("bad_header", "The token's crit header names extensions this server does not support.")
-        if external and self.jwks is not None:
-            try:
-                verifying = self.jwks.for_token(kid).verifying
-            except KeysUnavailable as exc:
-                raise InvalidToken("keys_unavailable", f"The identity provider's keys: {exc}.") from None
-        else:
-            verifying = self.keys.for_token(kid).verifying
+        signer = self._signer(kid)
         try:
-            claims: Claims = jwt.decode(token, verifying, algorithms=[algorithm], options=self._options)
+            claims: Claims = jwt.decode(token, signer.key.verifying, algorithms=[algorithm], options=self._options)
         except JWTError:
             # The signature is checked before the claims are read: claims that are not a JSON object
             # under a good signature are malformed, anything else here is the signature.
@@ -253,7 +352,7 @@ class TokenVerifier:
             claims = _as_external(claims, token)
         if claims.get("type") not in ("access", "refresh"):
             raise InvalidToken("bad_claims", "The token's type claim must be access or refresh.")
-        return claims
+        return claims, signer
 
     def _check_claims(self, claims: Claims, required: tuple[str, ...], *, verify_exp: bool) -> None:
         """RFC 7519 §4.1 and Kapı's own rules; each refusal names its cause, never the claim's value."""
@@ -274,13 +373,7 @@ class TokenVerifier:
             value = claims.get(name, 0)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise InvalidToken("bad_claims", f"The token's {name} claim must be a number (seconds since 1970).")
-        now = time.time()
-        if verify_exp and claims["exp"] + self.leeway <= now:
-            raise InvalidToken("expired", "The token has expired.")
-        if claims.get("nbf", 0) > now + self.leeway:
-            raise InvalidToken("not_yet_valid", "The token is not valid yet (nbf).")
-        if claims["iat"] > now + self.leeway:
-            raise InvalidToken("not_yet_valid", "The token was issued in the future.")
+        self._check_times(claims["exp"], claims.get("nbf", 0), claims["iat"], self.clock(), verify_exp=verify_exp)
         if claims["exp"] - claims["iat"] > self.max_lifetime:
             raise InvalidToken("bad_claims", f"The token lives longer than the {self.max_lifetime} s accepted here.")
         if self.issuer is not None and claims["iss"] != self.issuer:
@@ -292,6 +385,16 @@ class TokenVerifier:
                 raise InvalidToken("wrong_audience", "The token is meant for another audience.")
         if "sid" in claims and (not isinstance(claims["sid"], str) or len(claims["sid"]) > 256):
             raise InvalidToken("bad_claims", "The token's sid claim must be a string of at most 256 characters.")
+
+    def _check_times(self, exp: float, nbf: float, iat: float, now: float, *, verify_exp: bool = True) -> None:
+        """The checks that depend on the time: one function for a fresh verification and a remembered
+        token, so the memory can never accept what a fresh verification would refuse at ``now``."""
+        if verify_exp and exp + self.leeway <= now:
+            raise InvalidToken("expired", "The token has expired.")
+        if nbf > now + self.leeway:
+            raise InvalidToken("not_yet_valid", "The token is not valid yet (nbf).")
+        if iat > now + self.leeway:
+            raise InvalidToken("not_yet_valid", "The token was issued in the future.")
 
 
 #: python-jose's claim checks, all turned off (see ``TokenVerifier._check_claims``).
