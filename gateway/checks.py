@@ -1,5 +1,5 @@
-"""The gateway's checks for one request in one Redis round trip: ``RequestChecks`` (the pipeline)
-and ``GatewayMiddleware`` (its middleware).
+"""The gateway's checks for one request in one Redis round trip, or none: ``RequestChecks`` (the
+pipeline) and ``GatewayMiddleware`` (its middleware).
 
 1. **Authenticate** (local work, no Redis): the verified token, or an anonymous caller on a public
    endpoint (``gateway.auth.Authenticator``).
@@ -8,6 +8,11 @@ and ``GatewayMiddleware`` (its middleware).
 3. **One Redis step**: the fused script ``lua/gateway.lua`` checks the token for revocation
    (``TokenBlacklist``'s check) and counts the hit (``RateLimiter``'s algorithm); a refused token is
    not counted. A request with only one of the two runs that one's script.
+
+Step 3 is skipped when this process already knows both answers: the token is in the revocation view
+(``gateway.revocation_view``: found valid, nothing it depends on changed since, as Redis pushes) and
+the rate limit can be decided from budget reserved ahead or a refusal still in force
+(``gateway.ratelimit.reservations``).
 
 ``AuthMiddleware`` and ``RateLimitMiddleware`` remain usable alone; this is the composition that
 costs one round trip, using only their parts' public faces.
@@ -31,8 +36,10 @@ from gateway.ratelimit.fallback import Fallback
 from gateway.ratelimit.limits import Decision
 from gateway.ratelimit.middleware import run_limited
 from gateway.ratelimit.policy import Plan, Planner, RateLimits
-from gateway.ratelimit.strategy import RateLimiter, decision_of, limit_args
+from gateway.ratelimit.reservations import Reservations
+from gateway.ratelimit.strategy import RateLimiter, limit_args, reservation_of
 from gateway.redis_keys import Keys
+from gateway.revocation_view import RevocationView
 from gateway.routing import EndpointResolver, is_preflight, resolver_for
 from gateway.scripts import ScriptSet
 from gateway.streams import StreamGuard, serve_stream, serve_websocket
@@ -51,7 +58,12 @@ class Outcome(NamedTuple):
 
 class RequestChecks:
     """The pipeline (see the module docstring). ``check`` returns an ``Outcome``, or the problem
-    response that refuses the request (401, 429's are left to the caller, 503)."""
+    response that refuses the request (401, 429's are left to the caller, 503).
+
+    With ``view`` (a ``RevocationView``) a token Redis already found valid is admitted without
+    asking again, until a key its check read changes; with ``reservations`` a rate-limit key spends
+    budget taken ahead of need and repeats a refusal until its wait is over. Together a warm request
+    costs no round trip; whenever either cannot decide, the request takes the one-trip path."""
 
     def __init__(
         self,
@@ -61,12 +73,16 @@ class RequestChecks:
         limiter: RateLimiter,
         planner: Planner,
         fallback: Fallback,
+        view: RevocationView | None = None,
+        reservations: Reservations | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.blacklist = blacklist
         self.limiter = limiter
         self.planner = planner
         self.fallback = fallback
+        self.view = view
+        self.reservations = reservations
         self._scripts = ScriptSet("gateway")
 
     async def check(self, scope: Scope) -> Outcome | ProblemResponse:
@@ -75,37 +91,71 @@ class RequestChecks:
         claims = await authenticator.authenticate(scope)
         authenticator.set_user(scope, claims)  # a policy chooser may read scope["user"]
         plan = self.planner.plan(scope, claims["sub"] if claims else None)
+        blacklist = self.blacklist
+        checked = claims is None or blacklist is None or (self.view is not None and self.view.admits(claims))
+        if checked and (plan is None or (local := self._local(plan)) is not None):
+            return Outcome(claims, plan, None if plan is None else local)
         decision: Decision | ProblemResponse | None = None
         try:
-            if claims is not None and self.blacklist is not None:
+            if not checked:
+                assert claims is not None and blacklist is not None
+                view = self.view
+                mark = view.mark() if view is not None else 0
                 if plan is None:
-                    authenticator.apply(await self.blacklist.verdict(claims))
+                    verdict = await blacklist.verdict(claims)
                 else:
-                    verdict, decision = await self.revocation_and_hit(self.blacklist, claims, plan)
-                    authenticator.apply(verdict)
+                    verdict, decision = await self.revocation_and_hit(blacklist, claims, plan)
+                authenticator.apply(verdict)
+                if view is not None:
+                    view.remember(claims, mark)
             elif plan is not None:
-                decision = await self.limiter.hit(plan.key, plan.policy.limits, plan.policy.cost)
+                decision = await self._hit(plan)
         except RedisUnavailable as exc:
-            if claims is not None and self.blacklist is not None:
+            if not checked:
                 authenticator.unchecked(exc)  # raises AuthFailure unless failing open
             decision = None if plan is None else self.fallback.decide(plan, exc)
         if isinstance(decision, ProblemResponse):
             return decision
         return Outcome(claims, plan, decision)
 
+    def _local(self, plan: Plan) -> Decision | None:
+        """The decision this process can make alone: budget it holds, or a refusal still in force."""
+        reservations = self.reservations
+        if reservations is None:
+            return None
+        policy = plan.policy
+        return reservations.take(plan.key, policy.limits, policy.cost) or reservations.refused(
+            plan.key, policy.limits, policy.cost
+        )
+
+    async def _hit(self, plan: Plan) -> Decision:
+        policy = plan.policy
+        reservations = self.reservations
+        if reservations is None:
+            return await self.limiter.hit(plan.key, policy.limits, policy.cost)
+        sent = reservations.clock()
+        want = reservations.want(plan.key, policy.limits, policy.cost)
+        reply = await self.limiter.reserve(plan.key, policy.limits, policy.cost, want)
+        return reservations.record(plan.key, policy.limits, policy.cost, want, reply, sent)
+
     async def revocation_and_hit(
         self, blacklist: TokenBlacklist, claims: Claims, plan: Plan
     ) -> tuple[Verdict, Decision | None]:
         """The fused step: one script, one round trip. A refused token is not counted (no decision)."""
-        limiter = self.limiter
+        limiter, policy, reservations = self.limiter, plan.policy, self.reservations
         scripts = self._scripts.bind(require_client(limiter.redis), limiter.breaker.events)
+        sent = reservations.clock() if reservations is not None else 0.0
+        want = reservations.want(plan.key, policy.limits, policy.cost) if reservations is not None else policy.cost
         keys = [*blacklist.check_keys(claims), plan.key]
-        args: list[Any] = [*blacklist.check_args(claims), *limit_args(plan.policy.limits, plan.policy.cost)]
+        args: list[Any] = [*blacklist.check_args(claims), *limit_args(policy.limits, policy.cost, want)]
         reply = await limiter.breaker.call(lambda: scripts["gateway"](keys=keys, args=args))
         verdict = Verdict(int(reply[0]))
         if verdict is not Verdict.VALID:
             return verdict, None
-        return verdict, decision_of(reply[1:], plan.policy.limits)
+        reserved = reservation_of(reply[1:], policy.limits)
+        if reservations is None:
+            return verdict, reserved[0]
+        return verdict, reservations.record(plan.key, policy.limits, policy.cost, want, reserved, sent)
 
 
 class GatewayMiddleware:
@@ -119,7 +169,11 @@ class GatewayMiddleware:
 
     A WebSocket handshake is checked as a ``GET`` of its route (``gateway.streams``): refused before
     accept with the answer HTTP would get. With ``streams`` (a ``StreamGuard``), every WebSocket and
-    SSE stream that carries a token is closed once the token stops being valid."""
+    SSE stream that carries a token is closed once the token stops being valid.
+
+    ``view`` (a ``RevocationView`` on ``blacklist``) and ``reservations`` (``Reservations``) let a warm
+    request pass with no Redis round trip at all (``RequestChecks``); without them every request
+    takes exactly one."""
 
     def __init__(
         self,
@@ -137,8 +191,12 @@ class GatewayMiddleware:
         client_address: ClientAddress | None = None,
         events: GatewayEvents | None = None,
         streams: StreamGuard | None = None,
+        view: RevocationView | None = None,
+        reservations: Reservations | None = None,
     ) -> None:
         check_blacklist(verifier, blacklist)
+        if view is not None and view.blacklist is not blacklist:
+            raise ValueError("the revocation view must be built on the gateway's blacklist")
         resolver = resolver_for(resolver, routes, patterns)
         rules = limits or RateLimits()
         self.app = app
@@ -152,6 +210,8 @@ class GatewayMiddleware:
                 rules, resolver=resolver, keys=keys or Keys(), client_address=client_address or ClientAddress()
             ),
             fallback=Fallback(rules.on_redis_error),
+            view=view,
+            reservations=reservations,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -30,6 +30,17 @@ class GatewayEvents:
         """The near cache served a local copy (``hits``), applied an invalidation Redis pushed
         (``invalidations``), or lost its channel and dropped every copy (``resets``)."""
 
+    def reservation_event(self, event: str) -> None:
+        """Reservations (``gateway.ratelimit.reservations``): units ``taken`` ahead of need in a round
+        trip, a request admitted from them (``local``), units that ``lapsed`` unspent, a request
+        refused from a remembered refusal (``refused_locally``)."""
+
+    def revocation_view_event(self, event: str) -> None:
+        """The revocation view (``gateway.revocation_view``): a token found valid without Redis
+        (``hits``), one that had to be checked in Redis (``misses``), an entry dropped by a push
+        (``invalidations``), every entry dropped because the channel was lost or Redis flushed
+        (``resets``)."""
+
     def redis_call(self, seconds: float, ok: bool) -> None:
         """One Redis call through the circuit breaker finished (``ok`` False: failed or timed out)."""
 

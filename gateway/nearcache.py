@@ -138,16 +138,19 @@ class NearCache:
 
     @property
     def tracked(self) -> tuple[str, ...]:
-        """Every prefix the channel asks Redis to push: the cache's and the listeners'."""
-        return self.prefixes + tuple(prefix for prefix, _ in self._listeners)
+        """Every prefix the channel asks Redis to push: the cache's and the listeners' (each once)."""
+        return tuple(dict.fromkeys(self.prefixes + tuple(prefix for prefix, _ in self._listeners)))
 
     def listen(self, prefix: str, listener: InvalidationListener) -> None:
         """Tell ``listener`` of every change of a key under ``prefix`` (and of the channel's loss and
         return). Call before ``start``: the prefixes are given to Redis when tracking is turned on.
-        Prefixes must not overlap (Redis refuses overlapping ``BCAST`` prefixes)."""
+        Several listeners may share a prefix; different prefixes must not overlap (Redis refuses
+        overlapping ``BCAST`` prefixes)."""
         if self._task is not None:
             raise RuntimeError("listen() before start(): tracking prefixes are fixed when the channel opens")
         for other in self.tracked:
+            if other == prefix and prefix not in self.prefixes:
+                continue  # another listener's: both are told
             if other.startswith(prefix) or prefix.startswith(other):
                 raise ValueError(f"the tracked prefixes {other!r} and {prefix!r} overlap")
         self._listeners.append((prefix, listener))

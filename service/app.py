@@ -43,6 +43,8 @@ from gateway import (
 )
 from gateway.otp import OtpStore
 from gateway.ratelimit import PolicyChooser
+from gateway.ratelimit.reservations import Reservations
+from gateway.revocation_view import RevocationView
 from gateway.streams import StreamGuard
 from gateway.tokens import HMAC_ALGORITHMS
 from gateway.types import Scope
@@ -142,6 +144,8 @@ def build_middleware(settings: Settings, kapi: Kapi, resolver: EndpointResolver)
             resolver=resolver,
             keys=kapi.keys,
             client_address=kapi.client_ip,
+            view=kapi.view,
+            reservations=kapi.reservations,
             events=kapi.metrics,
             streams=kapi.streams,
         ),
@@ -308,6 +312,10 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
     # revocations (every open WebSocket and SSE stream closed once its token stops being valid).
     channel = near if near is not None else NearCache(redis=redis, prefixes=[], events=metrics)
     streams = StreamGuard(blacklist=blacklist, channel=channel, keys=keys, per_user=settings.streams_per_user)
+    # A warm request with no round trip: tokens found valid (coherent by the same channel) and budget
+    # reserved ahead. Off: every request takes the gateway's one round trip.
+    view = RevocationView(blacklist=blacklist, channel=channel, events=metrics) if settings.local_decisions else None
+    reservations = Reservations(events=metrics) if settings.local_decisions else None
     catalog = Listings(
         redis=redis,
         database=connections.require_database,
@@ -352,6 +360,8 @@ def assemble(settings: Settings, *, otp_sender: OtpSender | None = None) -> Kapi
         near=near,
         channel=channel,
         streams=streams,
+        view=view,
+        reservations=reservations,
         listings=catalog,
         feed=feed,
     )

@@ -70,6 +70,17 @@ class Metrics(GatewayEvents):
             "Redis), resets (the invalidation channel was lost: every local copy dropped)", ["event"],
             registry=registry,
         )  # fmt: skip
+        self.reservations = Counter(
+            "kapi_rate_limit_reservations", "Rate-limit reservations: taken (a round trip took budget ahead of "
+            "need), local (a request admitted from it, no round trip), lapsed (its sub-window ended with units "
+            "unspent), refused_locally (a refusal still in force repeated without Redis)", ["event"],
+            registry=registry,
+        )  # fmt: skip
+        self.revocation_view = Counter(
+            "kapi_revocation_view_events", "Revocation view: hits (a token found valid without Redis), misses "
+            "(checked in Redis), invalidations (entries dropped by a push), resets (every entry dropped: the "
+            "channel was lost or Redis flushed)", ["event"], registry=registry,
+        )  # fmt: skip
         self.rate_limit = Counter(
             "kapi_rate_limit_decisions", "Rate-limit decisions by policy: admitted, refused, or shadow_refused (a "
             "shadow policy would have refused)", ["policy", "decision"], registry=registry,
@@ -100,6 +111,10 @@ class Metrics(GatewayEvents):
             self.cache.labels(event)
         for event in ("hits", "invalidations", "resets"):
             self.near_cache.labels(event)
+        for event in ("taken", "local", "lapsed", "refused_locally"):
+            self.reservations.labels(event)
+        for event in ("hits", "misses", "invalidations", "resets"):
+            self.revocation_view.labels(event)
         for state in _STATES:
             self.circuit_transitions.labels(state)
         self.circuit_changed("closed", count=False)
@@ -157,6 +172,18 @@ class Metrics(GatewayEvents):
         child = self._children.get(("near", event))
         if child is None:
             child = self._children[("near", event)] = self.near_cache.labels(event)
+        self._inc(child)
+
+    def reservation_event(self, event: str) -> None:
+        child = self._children.get(("reservation", event))
+        if child is None:
+            child = self._children[("reservation", event)] = self.reservations.labels(event)
+        self._inc(child)
+
+    def revocation_view_event(self, event: str) -> None:
+        child = self._children.get(("view", event))
+        if child is None:
+            child = self._children[("view", event)] = self.revocation_view.labels(event)
         self._inc(child)
 
     def rate_limit_decision(self, policy: str, decision: Decision, *, shadow: bool = False) -> None:

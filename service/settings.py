@@ -112,6 +112,9 @@ class Settings:
     cache_miss_ttl: int = 60
     search_cache_ttl: int = 30
     near_cache: bool = True
+    #: LOCAL_DECISIONS: the revocation view and rate-limit reservations (a warm request without a Redis
+    #: round trip); false: every request takes the gateway's one round trip.
+    local_decisions: bool = True
     near_cache_max_entries: int = 10_000
     near_cache_max_bytes: int = 64 * 1024 * 1024
     near_cache_max_age: float = 60.0
@@ -206,6 +209,7 @@ class Settings:
             cache_miss_ttl=get("CACHE_MISS_TTL", _int_between(1, 86400), "60"),
             search_cache_ttl=get("SEARCH_CACHE_TTL", _int_between(1, 86400), "30"),
             near_cache=get("NEAR_CACHE", _boolean, "true"),
+            local_decisions=get("LOCAL_DECISIONS", _boolean, "true"),
             near_cache_max_entries=get("NEAR_CACHE_MAX_ENTRIES", _int_between(1, 10_000_000), "10000"),
             near_cache_max_bytes=get("NEAR_CACHE_MAX_BYTES", _int_between(1024, 1 << 40), str(64 * 1024 * 1024)),
             near_cache_max_age=get("NEAR_CACHE_MAX_AGE", _int_between(1, 86400), "60"),

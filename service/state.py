@@ -26,6 +26,8 @@ from gateway import (
     TokenVerifier,
 )
 from gateway.otp import OtpStore
+from gateway.ratelimit.reservations import Reservations
+from gateway.revocation_view import RevocationView
 from gateway.streams import StreamGuard
 from gateway.types import RedisClient
 from service.accesslog import AccessLog
@@ -77,6 +79,10 @@ class Kapi:
     channel: NearCache
     #: Follows every open WebSocket and SSE stream; closes it once its token stops being valid.
     streams: StreamGuard
+    #: Tokens Redis found valid, kept coherent by the channel (LOCAL_DECISIONS); None when off.
+    view: RevocationView | None
+    #: Rate-limit budget taken ahead of need and refusals in force (LOCAL_DECISIONS); None when off.
+    reservations: Reservations | None
     listings: Listings
     #: Live listing changes (GET /listings/events): the stream's reader and the open feeds.
     feed: Feed

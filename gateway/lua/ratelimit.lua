@@ -15,10 +15,17 @@
 -- rewritten (its admitted requests become counts), so a running deployment neither breaks nor
 -- double-counts.
 --
--- rate_limit(key, now_ms, cost, buckets, limits) with limits = {amount1, window1_ms, amount2, ...}
--- Returns {admitted (1/0), remaining1, reset1_ms, remaining2, reset2_ms, ...}: remaining units after
--- this request; reset: for a limit the request fits, the time until its oldest counted units free up;
--- for one it does not, the time until a request of this cost would fit.
+-- rate_limit(key, now_ms, cost, want, buckets, limits) with limits = {amount1, window1_ms, amount2, ...}
+-- Returns {admitted (1/0), remaining1, reset1_ms, remaining2, reset2_ms, ..., granted, left_ms}:
+-- remaining units after this request; reset: for a limit the request fits, the time until its oldest
+-- counted units free up; for one it does not, the time until a request of this cost would fit.
+--
+-- Reservations (gateway/ratelimit/reservations.py): an admitted request takes `granted` units, at least
+-- its cost and at most `want`, as many as every limit still has room for. They all count as admitted
+-- now, in the current sub-window, so whatever the caller spends of them later is already counted, by
+-- every process, and no limit is ever over-admitted. The caller may spend them only for `left_ms`, the
+-- time left in the current sub-window of the limit with the narrowest sub-windows: spent later, a unit
+-- counted in an older sub-window would leave the window before the request it admitted.
 
 local function rl_layout(buckets)
   return '<dd' .. string.rep('I4', buckets + 1)
@@ -75,7 +82,7 @@ local function rl_load(key, limits, buckets, now_ms)
   return states
 end
 
-local function rate_limit(key, now_ms, cost, buckets, limits)
+local function rate_limit(key, now_ms, cost, want, buckets, limits)
   local states = rl_load(key, limits, buckets, now_ms)
   local admitted = 1
   local used = {}
@@ -89,14 +96,26 @@ local function rate_limit(key, now_ms, cost, buckets, limits)
       admitted = 0
     end
   end
+  local granted = 0
+  local left_ms = nil
+  if admitted == 1 then
+    granted = math.max(want, cost)
+    for s, state in ipairs(states) do
+      granted = math.min(granted, limits[2 * s - 1] - used[s])
+      local left = (state.base + buckets + 1) * state.width - now_ms
+      if left_ms == nil or left < left_ms then
+        left_ms = left
+      end
+    end
+  end
   local result = {admitted}
   local packed = {}
   local ttl = 0
   for s, state in ipairs(states) do
     local amount = limits[2 * s - 1]
     if admitted == 1 then
-      state.counts[buckets] = state.counts[buckets] + cost
-      used[s] = used[s] + cost
+      state.counts[buckets] = state.counts[buckets] + granted
+      used[s] = used[s] + granted
     end
     -- Sub-window j stops counting once the window has moved past it: at (base + j + buckets + 1) * width.
     local reset = state.window
@@ -121,5 +140,7 @@ local function rate_limit(key, now_ms, cost, buckets, limits)
   if admitted == 1 or states.converted then -- a refused request changes nothing
     redis.call('SET', key, table.concat(packed), 'PX', ttl)
   end
+  result[#result + 1] = granted
+  result[#result + 1] = left_ms or 0
   return result
 end

@@ -35,10 +35,11 @@ from gateway.types import RedisSource
 BUCKETS = 20
 
 
-def limit_args(limits: Sequence[Limit], cost: int = 1) -> list[Any]:
-    """The script arguments of one hit (``lua/ratelimit.lua``'s ``rate_limit``): the cost, the number
-    of sub-windows, then each limit."""
-    args: list[Any] = [cost, BUCKETS]
+def limit_args(limits: Sequence[Limit], cost: int = 1, want: int = 0) -> list[Any]:
+    """The script arguments of one hit (``lua/ratelimit.lua``'s ``rate_limit``): the cost, the units to
+    take (``want``, reservations included; at least the cost), the number of sub-windows, then each
+    limit."""
+    args: list[Any] = [cost, max(want, cost), BUCKETS]
     for limit in limits:
         args += [limit.amount, limit.window * 1000]
     return args
@@ -56,6 +57,12 @@ def decision_of(reply: Sequence[Any], limits: Sequence[Limit]) -> Decision:
     return Decision(bool(int(reply[0])), states)
 
 
+def reservation_of(reply: Sequence[Any], limits: Sequence[Limit]) -> tuple[Decision, int, int]:
+    """``rate_limit``'s reply as the ``Decision``, the units granted and the milliseconds they last."""
+    end = 1 + 2 * len(limits)
+    return decision_of(reply, limits), int(reply[end]), int(reply[end + 1])
+
+
 class RateLimiter:
     """Counting and deciding in one atomic Lua script on Redis server time: exact across processes
     and hosts, one round trip per request. ``redis`` is a client or a callable returning it;
@@ -69,10 +76,16 @@ class RateLimiter:
     async def hit(self, key: str, limits: Sequence[Limit], cost: int = 1) -> Decision:
         """Count one request of ``cost`` units under ``key``. Raises ``RedisUnavailable`` when Redis
         cannot answer."""
+        return (await self.reserve(key, limits, cost, cost))[0]
+
+    async def reserve(self, key: str, limits: Sequence[Limit], cost: int, want: int) -> tuple[Decision, int, int]:
+        """``hit``, taking up to ``want`` units if the request is admitted (``gateway.ratelimit.reservations``):
+        the decision, the units taken (``cost`` of them this request's) and the milliseconds they may
+        be spent in."""
         scripts = self._scripts.bind(require_client(self.redis), self.breaker.events)
-        args = limit_args(limits, cost)
+        args = limit_args(limits, cost, want)
         reply = await self.breaker.call(lambda: scripts["rate_limit"](keys=[key], args=args))
-        return decision_of(reply, limits)
+        return reservation_of(reply, limits)
 
 
 class LocalLimiter:

@@ -77,8 +77,8 @@ async def test_error_replies_go_to_their_caller_and_the_rest_of_the_batch_still_
     from redis.exceptions import ResponseError
 
     runner = runner_for(redis)
-    good = runner.run("rate_limit", ["rate_limit:a:GET /x"], [1, 20, 5, 60_000])
-    bad = runner.run("rate_limit", ["rate_limit:b:GET /x"], [1, 20, "not-a-number", 60_000])
+    good = runner.run("rate_limit", ["rate_limit:a:GET /x"], [1, 1, 20, 5, 60_000])
+    bad = runner.run("rate_limit", ["rate_limit:b:GET /x"], [1, 1, 20, "not-a-number", 60_000])
     results = await asyncio.gather(good, bad, return_exceptions=True)
     assert results[0][0] == 1
     assert isinstance(results[1], ResponseError)

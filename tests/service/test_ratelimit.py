@@ -71,24 +71,48 @@ async def test_pro_tier_claim_gets_its_own_limit(redis_server: RedisServer, redi
         assert (await client.get("/listings", headers=bearer({"access_token": pair.access_token}))).status_code == 429
 
 
-async def test_a_warm_listing_read_with_a_token_costs_one_redis_command(
+async def test_a_warm_listing_read_with_a_token_costs_no_redis_command(
     redis_server: RedisServer, client: httpx.AsyncClient
 ) -> None:
+    """LOCAL_DECISIONS (the default): the token is in the revocation view and the budget (1000/hour
+    here: up to 10 units at a time) is reserved ahead, so most warm reads send Redis nothing."""
     listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"})).json()
     for _ in range(2):
         await client.get(f"/listings/{listing['id']}")  # warm Redis, then the near cache
     async with client_commands(redis_server.url) as seen:
-        for _ in range(5):
+        remaining = []
+        for _ in range(50):
             response = await client.get(f"/listings/{listing['id']}")
             assert response.headers["x-cache"] == "HIT-LOCAL"
             assert response.json()["title"] == "x"
+            remaining.append(int(response.headers["ratelimit"].split("r=")[1].split(";")[0]))
+    # The warm-up's second read took 2 units; then 4, 8, and 10 (1 % of the limit) at a time: 6 round
+    # trips for 50 requests (at the 2nd, 6th, 14th, 24th, 34th and 44th).
+    assert seen.names() == ["EVALSHA"] * 6
+    # One process: what it holds plus what Redis says is left is exactly what is left.
+    assert remaining == list(range(remaining[0], remaining[0] - 50, -1))
+
+
+async def test_with_local_decisions_off_a_warm_read_costs_one_redis_command(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(redis_server.url, tmp_path, local_decisions=False))
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        client.headers.update(bearer(await login(client)))
+        listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"})).json()
+        for _ in range(2):
+            await client.get(f"/listings/{listing['id']}")
+        async with client_commands(redis_server.url) as seen:
+            for _ in range(5):
+                response = await client.get(f"/listings/{listing['id']}")
+                assert response.headers["x-cache"] == "HIT-LOCAL"
     assert seen.names() == ["EVALSHA"] * 5  # the gateway step (revocation + limit) only
 
 
 async def test_without_the_near_cache_a_warm_read_costs_two(
     redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
-    app = create_app(make_settings(redis_server.url, tmp_path, near_cache=False))
+    app = create_app(make_settings(redis_server.url, tmp_path, near_cache=False, local_decisions=False))
     async with app.router.lifespan_context(app), http_client(app) as client:
         headers = bearer(await login(client))
         listing = (await client.post("/listings", json={"title": "x", "price": "1", "city": "Ankara"},

@@ -55,9 +55,10 @@ async def test_out_of_memory_fails_closed_for_tokens_and_never_500s(service: Any
 
 async def test_a_read_only_replica_is_a_clean_503(service: Any, redis: Redis) -> None:
     client, headers, listing_id = service
+    fresh = bearer(await login(client))  # not yet checked in Redis: the gateway must ask it
     await redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody there: READONLY, data kept
     try:
-        refused = await own_task(client.get("/listings", headers=headers))
+        refused = await own_task(client.get("/listings", headers=fresh))
         read = await own_task(client.get(f"/listings/{listing_id}"))
     finally:
         await redis.execute_command("REPLICAOF", "NO", "ONE")
