@@ -130,13 +130,9 @@ class RequestChecks:
 
     async def _hit(self, plan: Plan) -> Decision:
         policy = plan.policy
-        reservations = self.reservations
-        if reservations is None:
+        if self.reservations is None:
             return await self.limiter.hit(plan.key, policy.limits, policy.cost)
-        sent = reservations.clock()
-        want = reservations.want(plan.key, policy.limits, policy.cost)
-        reply = await self.limiter.reserve(plan.key, policy.limits, policy.cost, want)
-        return reservations.record(plan.key, policy.limits, policy.cost, want, reply, sent)
+        return await self.reservations.hit(self.limiter, plan.key, policy.limits, policy.cost)
 
     async def revocation_and_hit(
         self, blacklist: TokenBlacklist, claims: Claims, plan: Plan

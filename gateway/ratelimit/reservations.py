@@ -37,6 +37,7 @@ from typing import Any
 
 from gateway.events import NO_EVENTS, GatewayEvents
 from gateway.ratelimit.limits import Decision, Limit, LimitState
+from gateway.ratelimit.strategy import RateLimiter
 
 #: Seconds after which a reserving trip that never came back (failed, cancelled) no longer holds the
 #: key's turn to reserve.
@@ -86,6 +87,17 @@ class Reservations:
         self._refused: dict[str, _Refused] = {}
         self._k: dict[str, int] = {}
         self._reserving: dict[str, float] = {}  # key -> when its reserving trip was sent
+
+    async def hit(self, limiter: RateLimiter, key: str, limits: Sequence[Limit], cost: int = 1) -> Decision:
+        """``RateLimiter.hit`` through this process's reservations: decided here when it can be (budget
+        held, or a refusal in force), else one round trip that may take budget ahead. Raises
+        ``RedisUnavailable`` when Redis is needed and cannot answer."""
+        decision = self.take(key, limits, cost) or self.refused(key, limits, cost)
+        if decision is not None:
+            return decision
+        sent = self.clock()
+        want = self.want(key, limits, cost)
+        return self.record(key, limits, cost, want, await limiter.reserve(key, limits, cost, want), sent)
 
     def take(self, key: str, limits: Sequence[Limit], cost: int) -> Decision | None:
         """Admit a request of ``cost`` from what this process holds for ``key`` (no Redis), or
