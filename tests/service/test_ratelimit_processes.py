@@ -1,5 +1,7 @@
-"""Exact limits across processes: client processes firing concurrent requests at 2 service processes
-sharing one Redis admit exactly min(requests, limit): 240 at a limit of 100, and 600 at 500."""
+"""Limits across processes: client processes firing concurrent requests at 2 service processes sharing
+one Redis (reservations on, as deployed) never admit more than the limit: exactly 100 of 240 at a limit
+of 100 (1 % of it is 1 unit: no reservations), and of 600 or 1,000 requests at 500, at most 500 and at
+least 490 (what each process may still hold when its clients stop: 1 % of the limit)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from tests.processes import ServiceProcess, run_load_clients, service_env
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("limit", "processes", "concurrency"), [(100, 4, 60), (500, 4, 150)])
+@pytest.mark.parametrize(("limit", "processes", "concurrency"), [(100, 4, 60), (500, 4, 150), (500, 4, 250)])
 def test_limit_is_exact_across_processes(
     own_redis_server: RedisServer, tmp_path: Path, limit: int, processes: int, concurrency: int
 ) -> None:
@@ -39,4 +41,9 @@ def test_limit_is_exact_across_processes(
         )  # fmt: skip
 
     total = processes * concurrency
-    assert Counter(statuses) == {200: limit, 429: total - limit}
+    counted = Counter(statuses)
+    assert set(counted) == {200, 429} and counted[200] + counted[429] == total
+    if limit < 100 * 2:  # no reservations: exact
+        assert counted[200] == limit
+    else:
+        assert limit - 2 * (limit // 100) <= counted[200] <= limit
