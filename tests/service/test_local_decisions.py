@@ -129,3 +129,29 @@ async def test_after_redis_comes_back_empty_a_revoked_token_stays_refused(
         redis_server.restart(empty=True)  # the blacklist entry is gone with everything else
         statuses = [(await b.get("/listings", headers=auth)).status_code for _ in range(5)]
     assert 200 not in statuses and 401 in statuses  # 503 while the client reconnects, then 401 (the epoch)
+
+
+async def test_a_login_used_through_the_view_stays_alive_and_an_idle_one_still_lapses(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """SESSION_TTL=1 (use recorded every 0.1 s, lapse after 1.1 s idle): requests admitted from the view
+    still record use, so steady use outlives the TTL; then an idle pause ends the login."""
+    import asyncio
+
+    from service.app import create_app
+    from tests.conftest import bearer, http_client, login, make_settings
+
+    app = create_app(make_settings(redis_server.url, tmp_path, session_ttl=1, rate_limit="100000/hour"))
+    async with app.router.lifespan_context(app), http_client(app) as client:
+        headers = bearer(await login(client))
+        statuses = []
+        for _ in range(50):  # 2.5 s of steady use, past the TTL
+            statuses.append((await client.get("/listings", headers=headers)).status_code)
+            await asyncio.sleep(0.05)
+        metrics = (await client.get("/metrics")).text
+        hits = float(re.search(r'^kapi_revocation_view_events_total\{event="hits"\} (\S+)$', metrics, re.M)[1])  # type: ignore[index]
+        await asyncio.sleep(1.5)  # idle past the TTL and one touch interval
+        lapsed = await client.get("/listings", headers=headers)
+    assert statuses == [200] * 50
+    assert hits >= 10  # admitted from the view between touches (an entry lasts one touch interval, 0.1 s here)
+    assert lapsed.status_code == 401 and "session" in lapsed.json()["detail"]
