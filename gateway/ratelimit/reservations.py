@@ -18,9 +18,11 @@ What holds, whatever the number of processes and hosts and their timing:
   used up before it lapses, halves when one lapses unspent, and stays 1 for a limit smaller than
   ``share`` units (a 100/hour caller is counted in Redis request by request) or when little of the
   limit is left (at most an eighth of what remains).
-- **Refusals are remembered** until the wait they announced is over (a hammering client costs Redis
-  nothing meanwhile): a request of at least the refused cost is refused here with the same headers,
-  its ``reset`` counted down. Refused requests consume nothing, here or in Redis.
+- **Refusals are remembered** for ``refusal_memory`` seconds (1 by default) or until the wait they
+  announced is over, whichever comes first: a client hammering after a 429 costs Redis one round trip
+  per second. A request of at least the refused cost is refused here with the same headers, its
+  ``reset`` counted down. Refused requests consume nothing, here or in Redis. (Not until the whole
+  wait: an operator who deletes a caller's rate-limit key is obeyed within a second.)
 - **Headers say what this process knows**: a locally admitted request reports the remaining units
   Redis returned when the reservation was taken plus the units still held here. The truth can be
   lower (other processes spent since) or higher (units freed as the window slid); it is exact again
@@ -64,7 +66,8 @@ class _Refused:
 class Reservations:
     """Per-process reservations and remembered refusals for ``RateLimiter`` keys (see the module
     docstring). ``max_want`` bounds *k*; ``share``: *k* is at most a ``1/share`` part of the smallest
-    limit; ``max_keys`` bounds the keys remembered (oldest out); ``clock`` is monotonic seconds;
+    limit; ``refusal_memory`` is how long, at most, a refusal Redis gave is repeated without asking
+    again (seconds); ``max_keys`` bounds the keys remembered (oldest out); ``clock`` is monotonic seconds;
     ``events`` hears ``reservation_event`` (``taken``, ``local``, ``lapsed``, ``refused_locally``)."""
 
     def __init__(
@@ -72,6 +75,7 @@ class Reservations:
         *,
         max_want: int = 64,
         share: int = 100,
+        refusal_memory: float = 1.0,
         max_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
         events: GatewayEvents | None = None,
@@ -80,6 +84,7 @@ class Reservations:
             raise ValueError("max_want, share and max_keys must be at least 1")
         self.max_want = max_want
         self.share = share
+        self.refusal_memory = refusal_memory
         self.max_keys = max_keys
         self.clock = clock
         self.events = events or NO_EVENTS
@@ -174,9 +179,8 @@ class Reservations:
         if want > cost:
             self._reserving.pop(key, None)  # the key's reserving trip is back
         if not decision.admitted:  # (what this process still holds was counted: it stays spendable)
-            self._refused[key] = _Refused(
-                limits, cost, sent + decision.retry_after, tuple(sent + state.reset for state in states)
-            )
+            until = sent + min(decision.retry_after, self.refusal_memory)
+            self._refused[key] = _Refused(limits, cost, until, tuple(sent + state.reset for state in states))
             self._bound(self._refused)
             return decision
         self._refused.pop(key, None)

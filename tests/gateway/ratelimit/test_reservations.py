@@ -122,12 +122,26 @@ async def test_a_refusal_is_repeated_without_redis_until_its_wait_is_over(limite
     first = await reservations.hit(limiter, key, limits)
     assert not first.admitted
     before = await scripts_run(redis)
-    clock.now += 10
+    clock.now += 0.5
     again = [await reservations.hit(limiter, key, limits) for _ in range(100)]
-    assert await scripts_run(redis) == before  # a client hammering after a 429 costs Redis nothing
+    assert await scripts_run(redis) == before  # a client hammering after a 429 costs Redis nothing...
     assert events.counts["refused_locally"] == 100
     assert all(not d.admitted for d in again)
-    assert again[0].retry_after == first.retry_after - 10  # the wait counts down
-    assert reservations.refused(key, limits, 1) is not None
-    clock.now += first.retry_after
-    assert reservations.refused(key, limits, 1) is None  # over: Redis decides again
+    assert first.retry_after - 1 <= again[0].retry_after <= first.retry_after  # the wait counts down
+    clock.now += 0.5
+    assert reservations.refused(key, limits, 1) is None  # ...for a second at most: then Redis decides again
+    assert not (await reservations.hit(limiter, key, limits)).admitted
+    assert await scripts_run(redis) == before + 1
+
+
+async def test_a_deleted_rate_limit_key_is_obeyed_within_the_refusal_memory(limiter: RateLimiter, redis: Redis) -> None:
+    clock = Clock()
+    reservations = Reservations(clock=clock)
+    limits = parse_limits("1/hour")
+    key = "rate_limit:cleared:GET /x"
+    assert (await reservations.hit(limiter, key, limits)).admitted
+    assert not (await reservations.hit(limiter, key, limits)).admitted
+    await redis.delete(key)  # what an operator's fix does
+    assert not (await reservations.hit(limiter, key, limits)).admitted  # still remembered...
+    clock.now += reservations.refusal_memory
+    assert (await reservations.hit(limiter, key, limits)).admitted  # ...but not longer than that
