@@ -141,7 +141,11 @@ class RequestChecks:
         limiter, policy, reservations = self.limiter, plan.policy, self.reservations
         scripts = self._scripts.bind(require_client(limiter.redis), limiter.breaker.events)
         sent = reservations.clock() if reservations is not None else 0.0
-        want = reservations.want(plan.key, policy.limits, policy.cost) if reservations is not None else policy.cost
+        # Units taken ahead are spent only by requests the view admits: without a live view (none given,
+        # its channel down, or off on Cluster/Sentinel) every token request comes here, so take none.
+        want = policy.cost
+        if reservations is not None and self.view is not None and self.view.live:
+            want = reservations.want(plan.key, policy.limits, policy.cost)
         keys = [*blacklist.check_keys(claims), plan.key]
         args: list[Any] = [*blacklist.check_args(claims), *limit_args(policy.limits, policy.cost, want)]
         reply = await limiter.breaker.call(lambda: scripts["gateway"](keys=keys, args=args))
