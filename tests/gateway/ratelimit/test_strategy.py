@@ -38,7 +38,8 @@ class ClockedLimiter(RateLimiter):
     SCRIPT = lua_source("ratelimit") + (
         "local limits = {}\n"
         "for i = 5, #ARGV do limits[#limits + 1] = tonumber(ARGV[i]) end\n"
-        "return rate_limit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), limits)\n"
+        "return rate_limit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),\n"
+        "  limits)\n"
     )
 
     def __init__(self, redis: Redis, clock: Callable[[], float]) -> None:
