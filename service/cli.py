@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -34,7 +35,12 @@ def redis_target(settings: Settings) -> tuple[str, int]:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the Procfile's ``web:`` line; bring up a redis-server of our own if none is reachable."""
-    settings = load_settings()
+    quiet = logging.getLogger("service.settings")  # the service says it once, when it starts
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        settings = load_settings()
+    finally:
+        quiet.setLevel(level)
     env = dict(os.environ)
     # The Procfile names bare commands (uvicorn); find them next to this interpreter first.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])

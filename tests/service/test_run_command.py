@@ -84,3 +84,24 @@ def test_serve_says_it_uses_a_redis_that_was_already_running(tmp_path: Path) -> 
             "its data, rate-limit counters and revocations included, stays after the run)\n"
         )
         assert ping("127.0.0.1", redis.port)  # not ours to stop
+
+
+def test_serve_leaves_the_missing_secret_warning_to_the_service(tmp_path: Path) -> None:
+    """Without JWT_SECRET the service warns once, when it starts; the run command itself says nothing
+    about it (it printed the warning a second time)."""
+    with RedisServer() as redis:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "REDIS_URL": redis.url,
+            "PORT": str(free_port()),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'kapi.db'}",
+        }
+        env.pop("JWT_SECRET", None)
+        (tmp_path / "Procfile").write_text("web: python -c 'print(\"child started\", flush=True)'\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "serve"], cwd=tmp_path, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+        )  # fmt: skip
+    assert "child started" in done.stdout
+    assert "JWT_SECRET is not set" not in done.stdout
