@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -35,12 +34,23 @@ def service_env(redis_url: str, database_url: str, **settings: Any) -> dict[str,
 
 
 class ServiceProcess:
-    """``uvicorn service.main:app`` on 127.0.0.1 and a free port; stopped on exit."""
+    """``uvicorn service.main:app`` on ``host`` (127.0.0.1) and a free port; stopped on exit.
+    ``prefix`` goes before the command line: ``["ip", "netns", "exec", name]`` runs the service in a
+    network namespace (``ip netns exec`` execs it, so the process is the service's own)."""
 
     def __init__(
-        self, env: Mapping[str, str], *, workers: int = 1, cwd: Path | None = None, gunicorn: bool = False
+        self,
+        env: Mapping[str, str],
+        *,
+        workers: int = 1,
+        cwd: Path | None = None,
+        gunicorn: bool = False,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         self.env = dict(env)
+        self.host = host
+        self.prefix = list(prefix)
         self.port = free_port()
         self.workers = workers
         self.gunicorn = gunicorn
@@ -50,19 +60,20 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30) -> ServiceProcess:
         command = [
-            sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "-m", "uvicorn", "service.main:app", "--host", self.host, "--port", str(self.port),
             "--no-proxy-headers", "--no-access-log", "--workers", str(self.workers),
             "--http", "service.protocol:HttpProtocol", "--timeout-graceful-shutdown", "10",  # as the Procfile runs it
         ]  # fmt: skip
         if self.gunicorn:
             command = [
                 sys.executable, "-m", "gunicorn", "service.main:app", "-k", "service.worker.UvicornWorker",
-                "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
+                "-w", str(self.workers), "-b", f"{self.host}:{self.port}", "--graceful-timeout", "5",
             ]  # fmt: skip
+        command = [*self.prefix, *command]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -90,7 +101,7 @@ class ServiceProcess:
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
