@@ -92,14 +92,17 @@ class RequestChecks:
         authenticator.set_user(scope, claims)  # a policy chooser may read scope["user"]
         plan = self.planner.plan(scope, claims["sub"] if claims else None)
         blacklist = self.blacklist
-        checked = claims is None or blacklist is None or (self.view is not None and self.view.admits(claims))
+        revocable = claims is not None and blacklist is not None  # a token whose revocation is checked
+        view = self.view
+        checked = not revocable or (view is not None and view.admits(claims))  # type: ignore[arg-type]
         if checked and (plan is None or (local := self._local(plan)) is not None):
             return Outcome(claims, plan, None if plan is None else local)
         decision: Decision | ProblemResponse | None = None
         try:
-            if not checked:
+            if revocable:
+                # A round trip is needed: it checks the token too, even one the view admitted (at no
+                # extra cost: one script), so a revocation still on its way to this host stops it here.
                 assert claims is not None and blacklist is not None
-                view = self.view
                 mark = view.mark() if view is not None else 0
                 if plan is None:
                     verdict = await blacklist.verdict(claims)
@@ -151,6 +154,8 @@ class RequestChecks:
         reply = await limiter.breaker.call(lambda: scripts["gateway"](keys=keys, args=args))
         verdict = Verdict(int(reply[0]))
         if verdict is not Verdict.VALID:
+            if reservations is not None and want > policy.cost:
+                reservations.abandon(plan.key)  # nothing was taken: another trip may reserve
             return verdict, None
         reserved = reservation_of(reply[1:], policy.limits)
         if reservations is None:

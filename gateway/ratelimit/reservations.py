@@ -160,6 +160,11 @@ class Reservations:
         cap = min(self.max_want, *(limit.amount // self.share for limit in limits))
         return max(cost, min(k, cap))
 
+    def abandon(self, key: str) -> None:
+        """The trip that asked ``want`` for ``key`` took nothing (its request was refused before the
+        limit was reached, e.g. a revoked token): another trip may reserve now."""
+        self._reserving.pop(key, None)
+
     def record(
         self,
         key: str,

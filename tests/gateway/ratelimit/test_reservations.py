@@ -145,3 +145,15 @@ async def test_a_deleted_rate_limit_key_is_obeyed_within_the_refusal_memory(limi
     assert not (await reservations.hit(limiter, key, limits)).admitted  # still remembered...
     clock.now += reservations.refusal_memory
     assert (await reservations.hit(limiter, key, limits)).admitted  # ...but not longer than that
+
+
+async def test_a_trip_that_took_nothing_lets_the_next_one_reserve(limiter: RateLimiter) -> None:
+    reservations = Reservations()
+    limits = parse_limits("100000/hour")
+    key = "rate_limit:abandoned:GET /x"
+    for _ in range(3):
+        await reservations.hit(limiter, key, limits)  # k grows past 1
+    assert reservations.want(key, limits, 1) > 1  # this trip may reserve...
+    assert reservations.want(key, limits, 1) == 1  # ...and, while it is out, no other
+    reservations.abandon(key)  # it came back with nothing (e.g. its token was revoked)
+    assert reservations.want(key, limits, 1) > 1
