@@ -17,7 +17,9 @@ What holds, whatever the number of processes and hosts and their timing:
 - ***k* adapts.** It starts at 1 (exactly the one-trip behaviour), doubles each time a reservation is
   used up before it lapses, halves when one lapses unspent, and stays 1 for a limit smaller than
   ``share`` units (a 100/hour caller is counted in Redis request by request) or when little of the
-  limit is left (at most an eighth of what remains).
+  limit is left (at most an eighth of what remains). A request that finds fewer than *k* / 2 units
+  left goes to Redis for the next *k* while the others spend the rest, so a steady caller never runs
+  dry; one trip per key at a time reserves, the others take only their cost.
 - **Refusals are remembered** for ``refusal_memory`` seconds (1 by default) or until the wait they
   announced is over, whichever comes first: a client hammering after a 429 costs Redis one round trip
   per second. A request of at least the refused cost is refused here with the same headers, its
@@ -116,6 +118,11 @@ class Reservations:
             return None
         if held.units < cost:
             return None
+        if held.units - cost < self._k.get(key, 1) // 2 and not self._trip_out(key, now):
+            # Running low: this request goes to Redis and takes the next k while the others spend what
+            # is left, so a steady caller never finds the budget empty (and never sends every request
+            # of one event-loop turn to Redis at once).
+            return None
         held.units -= cost
         units = held.units
         states = tuple(
@@ -152,13 +159,17 @@ class Reservations:
         if k <= 1:
             return cost
         now = self.clock()
-        since = self._reserving.get(key)
-        if since is not None and now - since < _TRIP_TIMEOUT:
+        if self._trip_out(key, now):
             return cost
         self._reserving[key] = now
         self._bound(self._reserving)
         cap = min(self.max_want, *(limit.amount // self.share for limit in limits))
         return max(cost, min(k, cap))
+
+    def _trip_out(self, key: str, now: float) -> bool:
+        """A reserving trip for ``key`` is on its way (sent less than ``_TRIP_TIMEOUT`` ago)."""
+        since = self._reserving.get(key)
+        return since is not None and now - since < _TRIP_TIMEOUT
 
     def abandon(self, key: str) -> None:
         """The trip that asked ``want`` for ``key`` took nothing (its request was refused before the
