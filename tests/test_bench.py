@@ -24,14 +24,24 @@ def test_bench_smoke_run_produces_table_json_and_chart(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "results.json").read_text())
-    assert [row["app"] for row in data["rows"]] == ["floor", "kapi", "kapi-redis", "slowapi", "fastapi"]
-    assert all(row["rps_median"] > 0 for row in data["rows"])
-    kapi = next(row for row in data["rows"] if row["app"] == "kapi")
-    assert kapi["redis_commands_per_request"] == 1.0 and kapi["non_2xx"] == 0  # the near cache holds the listing
-    without = next(row for row in data["rows"] if row["app"] == "kapi-redis")
-    assert without["redis_commands_per_request"] >= 2.0
+    rows = {row["app"]: row for row in data["rows"]}
+    assert list(rows) == ["floor", "kapi", "kapi-one-trip", "kapi-redis", "slowapi", "fastapi"]
+    assert all(row["rps_median"] > 0 and row["requests_measured"] > 0 for row in rows.values())
+    assert all(row["non_2xx"] == 0 for name, row in rows.items() if name.startswith("kapi"))
+    # The strict path: one script call per request, counted by Redis (INFO) and seen sent (MONITOR); the
+    # near cache holds the listing, so nothing else is sent.
+    strict = rows["kapi-one-trip"]
+    assert strict["redis_script_calls_per_request"] == pytest.approx(1.0, abs=0.02)
+    assert strict["redis_sent_per_request_monitor"] == pytest.approx(1.0, abs=0.03)
+    assert strict["redis_commands_per_request"] > strict["redis_script_calls_per_request"]  # the script's own calls
+    assert rows["kapi"]["redis_script_calls_per_request"] < strict["redis_script_calls_per_request"]
+    assert rows["kapi"]["redis_sent_per_request_monitor"] < 0.5  # sequential: budget reserved ahead
+    assert rows["floor"]["redis_script_calls_per_request"] == 0
+    small = data["small_limit"]  # a caller at 100/hour is counted in Redis request by request
+    assert small["limit"] == "100/hour" and small["script_calls_per_request"] == 1.0
     assert data["kapi_database_loads_while_measuring"] == 0
-    assert "| kapi" in (tmp_path / "RESULTS.md").read_text()
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| kapi, LOCAL_DECISIONS=false" in results and "scripts/req (INFO)" in results
     assert (tmp_path / "results.png").stat().st_size > 10_000
 
 

@@ -21,11 +21,14 @@ def section(name: str) -> str:
 
 
 def figures(text: str) -> list[str]:
-    """The lines that carry measured figures: table rows (not their separators) and the run line."""
+    """The lines that carry measured figures: table rows (not their separators), the run line, the
+    comparisons and the small-limit check."""
     return [
         line
         for line in text.splitlines()
-        if (line.startswith("|") and not line.startswith("|---")) or " · " in line or line.startswith("kapi vs")
+        if (line.startswith("|") and not line.startswith("|---"))
+        or " · " in line
+        or line.startswith(("kapi vs", "A caller at a small limit"))
     ]
 
 
