@@ -75,7 +75,7 @@ class Reservations:
     def __init__(
         self,
         *,
-        max_want: int = 64,
+        max_want: int = 512,
         share: int = 100,
         refusal_memory: float = 1.0,
         max_keys: int = 100_000,

@@ -62,12 +62,12 @@ def remaining(response: httpx.Response) -> int:
 
 async def test_a_warm_request_sends_redis_nothing(http: httpx.AsyncClient, redis: Redis) -> None:
     auth = {"Authorization": f"Bearer {token('ayse')}"}
-    # Warm-up: the first request is checked in Redis; the reservations then grow, 2, 4, ... 64 units a trip.
+    # Warm-up: the first request is checked in Redis; the reservations then grow, 2, 4, ... 128, then 200 units (1 % of the limit) a trip.
     warm = [await http.get("/items", headers=auth) for _ in range(64)]
     assert [response.status_code for response in warm] == [200] * 64
     before = await scripts_run(redis)
     answers = [await http.get("/items", headers=auth) for _ in range(50)]
-    # 50 requests, at most one round trip: 64 units are taken at a time, the next 64 once half are spent.
+    # 50 requests, at most one round trip: up to 200 units are taken at a time, more once half are spent.
     assert await scripts_run(redis) - before <= 1
     assert [response.status_code for response in answers] == [200] * 50
     # One process: Redis's remaining plus what it holds is what is left, exactly.

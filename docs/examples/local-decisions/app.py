@@ -19,7 +19,7 @@ redis = lambda: state.get("redis")  # noqa: E731  (the client of the running lif
 blacklist = TokenBlacklist(redis)
 channel = NearCache(redis=redis, prefixes=[])  # Redis's invalidation pushes, nothing cached
 view = RevocationView(blacklist=blacklist, channel=channel)  # tokens found valid, dropped on a push
-reservations = Reservations()  # budget taken ahead: up to 1 % of the limit per round trip, at most 64
+reservations = Reservations()  # budget taken ahead: up to 1 % of the limit per round trip, at most 512
 
 
 async def items(request):
