@@ -62,7 +62,8 @@ def remaining(response: httpx.Response) -> int:
 
 async def test_a_warm_request_sends_redis_nothing(http: httpx.AsyncClient, redis: Redis) -> None:
     auth = {"Authorization": f"Bearer {token('ayse')}"}
-    # Warm-up: the first request is checked in Redis; the reservations then grow, 2, 4, ... 128, then 200 units (1 % of the limit) a trip.
+    # Warm-up: the first request is checked in Redis; the reservations then grow, 2, 4, ... 128, then
+    # 200 units (1 % of the limit) a trip.
     warm = [await http.get("/items", headers=auth) for _ in range(64)]
     assert [response.status_code for response in warm] == [200] * 64
     before = await scripts_run(redis)
