@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,55 @@ async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
                 [{"id": u["id"], "terms": " ".join(search.short_terms(u["search"]))} for u in updates],
             )
         last = rows[-1][0]
+
+
+async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000) -> None:
+    """Fill the word index and the vocabulary from every row's ``search`` column, in id order, a batch
+    at a time. On PostgreSQL ``short_terms`` is written again with ``words``: a row written whole is
+    laid out by the new ``toast_tuple_target`` (its arrays out of line), one with a column added is not."""
+    postgres = database.url.dialect.startswith("postgres")
+    last = 0
+    while True:
+        rows = await database.fetch_all(
+            "SELECT id, search FROM listings WHERE id > :last ORDER BY id LIMIT :batch", {"last": last, "batch": batch}
+        )
+        if not rows:
+            return
+        vocabulary = sorted({word for row in rows for word in search.words(row[1])})
+        if postgres:
+            await database.execute_many(
+                "UPDATE listings SET words = :words, short_terms = :short_terms WHERE id = :id",
+                [{"id": row[0], "words": search.word_terms(row[1]), "short_terms": search.short_terms(row[1])}
+                 for row in rows],
+            )  # fmt: skip
+        else:
+            await database.execute_many(
+                "INSERT INTO listings_words (rowid, terms) VALUES (:id, :terms)",
+                [{"id": row[0], "terms": search.fts_terms(search.word_terms(row[1]))} for row in rows],
+            )
+        await remember_words(database, vocabulary)
+        last = rows[-1][0]
+
+
+async def remember_words(database: Database, words: list[str]) -> None:
+    """Add ``words`` to the vocabulary (``search_words``), in one statement; words already there stay.
+
+    The vocabulary only grows: a word whose listings are all gone stays, and finds none."""
+    if not words:
+        return
+    if database.url.dialect.startswith("postgres"):
+        # In one order for every writer: two inserting the same new words wait, never deadlock.
+        await database.execute(
+            "INSERT INTO search_words (term, word) "
+            "SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:words AS text[])) ORDER BY 1 ON CONFLICT DO NOTHING",
+            {"terms": [search.term(word) for word in words], "words": words},
+        )
+    else:
+        await database.execute(
+            "INSERT OR IGNORE INTO search_words (word, reversed) "
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:words)",
+            {"words": json.dumps([[word, word[::-1]] for word in words], ensure_ascii=False)},
+        )
 
 
 # ``{id}`` becomes the dialect's auto-increment primary key. Every statement is idempotent, so two
@@ -153,6 +203,47 @@ MIGRATIONS: tuple[Migration, ...] = (
             "postgresql": (
                 "CREATE INDEX IF NOT EXISTS listings_city_id_price ON listings (city_key, id) INCLUDE (price_minor)",
                 "DROP INDEX IF EXISTS listings_city_id",
+            ),
+        },
+    ),
+    Migration(
+        5,
+        "word index and vocabulary",
+        dialects={
+            # Each distinct word and pair of adjacent words of a row (``search.word_terms``), and every
+            # word seen (``search_words``): a query of 3+ characters is narrowed to the rows that hold
+            # the words it needs, next to each other, before its substring is checked (``WordQuery``).
+            # Two frequent words rarely side by side are then a handful of rows, not every row holding
+            # both words' trigrams. On SQLite, listings_words (contentless) is kept by the store in each
+            # write's transaction, like listings_short; the vocabulary's trigram index by a trigger.
+            "sqlite": (
+                "CREATE VIRTUAL TABLE IF NOT EXISTS listings_words USING fts5(terms, content='', "
+                "tokenize='ascii', detail='none')",
+                "CREATE TABLE IF NOT EXISTS search_words (word TEXT PRIMARY KEY, reversed TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS search_words_reversed ON search_words (reversed)",
+                "CREATE VIRTUAL TABLE IF NOT EXISTS search_words_fts USING fts5(word, content='search_words', "
+                "tokenize='trigram')",
+                """CREATE TRIGGER IF NOT EXISTS search_words_fts_insert AFTER INSERT ON search_words BEGIN
+                    INSERT INTO search_words_fts (rowid, word) VALUES (new.rowid, new.word);
+                END""",
+                _index_words_of_existing_rows,
+                "ANALYZE",
+            ),
+            # The arrays go out of line (toast_tuple_target), so the newest-rows pass of a search reads
+            # narrow rows: the table's heap is half its size. ``search`` stays in line (MAIN).
+            "postgresql": (
+                "ALTER TABLE listings ADD COLUMN IF NOT EXISTS words TEXT[] NOT NULL DEFAULT '{}'",
+                "ALTER TABLE listings SET (toast_tuple_target = 512)",
+                "ALTER TABLE listings ALTER COLUMN search SET STORAGE MAIN",
+                "CREATE TABLE IF NOT EXISTS search_words (term TEXT PRIMARY KEY, word TEXT NOT NULL)",
+                _index_words_of_existing_rows,
+                "CREATE INDEX IF NOT EXISTS listings_words ON listings USING gin (words)",
+                "CREATE INDEX IF NOT EXISTS search_words_trgm ON search_words USING gin (word gin_trgm_ops)",
+                'CREATE INDEX IF NOT EXISTS search_words_prefix ON search_words ((left(word, 200) COLLATE "C"))',
+                "CREATE INDEX IF NOT EXISTS search_words_suffix ON search_words "
+                '((left(reverse(word), 200) COLLATE "C"))',
+                "ANALYZE listings",
+                "ANALYZE search_words",
             ),
         },
     ),

@@ -11,17 +11,30 @@ alike, and the index terms derived from it.
 - case (``casefold``: ``ß``→``ss``), and runs of whitespace (one space, none at the ends).
 
 Text is stored and shown as written; only the search columns hold folded text.
+
+Beside the substring indexes, a word index narrows a query of 3 or more characters to the listings that
+can hold it (``word_terms``, ``WordQuery``): a match never depends on it, every candidate is checked for
+the substring itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import unicodedata
+from collections.abc import Sequence
 
 _TURKISH_I = str.maketrans({"İ": "i", "I": "i", "ı": "i"})
 #: Between title and description in the search document, so no match spans the two fields.
 FIELD_SEPARATOR = "\x1f"
 #: Queries shorter than this are served by the 1-2 character index (a trigram index cannot).
 TRIGRAM = 3
+#: A word, or two adjacent words, longer than this (UTF-8 bytes) is indexed by its digest: an index key
+#: has a size limit, and a long word narrows as well by its digest.
+LONG_TERM = 64
+#: A query part that stands for more words than this (``WordQuery.narrowing``) is not narrowed by them:
+#: so many words make the index lookup itself the cost, and the listings holding one of them are many.
+MAX_WORDS = 1000
 
 
 def fold(text: str) -> str:
@@ -64,3 +77,114 @@ def like_pattern(folded: str) -> str:
     """A LIKE pattern matching ``folded`` anywhere, with ``\\``, ``%`` and ``_`` escaped (``ESCAPE '\\'``)."""
     escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def term(text: str) -> str:
+    """The word index's term for a word, or for two adjacent words (``"daire satilik"``).
+
+    A term longer than ``LONG_TERM`` bytes is a space and its digest: no word holds a space, and two
+    words never start with one, so a digest never stands for another term."""
+    raw = text.encode()
+    if len(raw) <= LONG_TERM:
+        return text
+    return " " + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def words(doc: str) -> list[str]:
+    """The distinct words of a search document (``document``), for the vocabulary."""
+    return sorted({word for field in doc.split(FIELD_SEPARATOR) for word in field.split(" ") if word})
+
+
+def word_terms(doc: str) -> list[str]:
+    """The word index's terms for a search document: each distinct word and each distinct pair of
+    adjacent words of a field (a pair never spans the title and the description)."""
+    terms: set[str] = set()
+    for field in doc.split(FIELD_SEPARATOR):
+        tokens = field.split(" ") if field else []
+        terms.update(map(term, tokens))
+        terms.update(term(f"{left} {right}") for left, right in itertools.pairwise(tokens))
+    return sorted(terms)
+
+
+def fts_terms(terms: Sequence[str]) -> str:
+    """Word-index terms as FTS5 tokens of the ``ascii`` tokenizer (``w`` + hex of the UTF-8 bytes)."""
+    return " ".join(fts_term(t) for t in terms)
+
+
+def fts_term(text: str) -> str:
+    return "w" + text.encode().hex()
+
+
+def fts_requirements(groups: Sequence[Sequence[str]]) -> str:
+    """An FTS5 query over ``fts_terms`` holding every group (``WordQuery.narrowing``): any term of each."""
+    return " AND ".join("(" + " OR ".join(fts_term(t) for t in group) + ")" for group in groups)
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """``(low, high)``: in code point order (SQLite's ``BINARY``, PostgreSQL's ``"C"``), the strings
+    starting with ``prefix`` are those ``>= low`` and ``< high`` (``high`` is ``None`` when nothing
+    follows the prefix's last character)."""
+    last = ord(prefix[-1]) + 1
+    if last == 0xD800:  # surrogates are not characters of any stored text
+        last = 0xE000
+    return prefix, (prefix[:-1] + chr(last) if last <= 0x10FFFF else None)
+
+
+class WordQuery:
+    """What a folded query of 3 or more characters asks of the word index.
+
+    A query that is a substring of a field is, split at its spaces, ``first`` (the end of a word), whole
+    words in between (``middle``), and ``last`` (the start of a word); a query without a space lies
+    inside one word. So the listings that can match hold, as adjacent words: a word ending with
+    ``first`` then the first middle word; each middle word and the next; the last middle word then a
+    word starting with ``last`` (or, with no middle word, a word ending with ``first`` then a word
+    starting with ``last``); or, for one part, a word containing it. The store looks those words up in
+    the vocabulary (``search_words``) and ``narrowing`` turns them into index terms."""
+
+    def __init__(self, folded: str) -> None:
+        self.parts = folded.split(" ")
+
+    @property
+    def infix(self) -> str | None:
+        """The query when it has no space: the vocabulary words containing it are the candidates."""
+        return self.parts[0] if len(self.parts) == 1 else None
+
+    @property
+    def first(self) -> str:
+        """The vocabulary words ending with this precede the rest."""
+        return self.parts[0]
+
+    @property
+    def last(self) -> str:
+        """The vocabulary words starting with this follow the rest."""
+        return self.parts[-1]
+
+    def narrowing(self, before: Sequence[str] | None, after: Sequence[str] | None = None) -> list[list[str]] | None:
+        """The terms a listing must hold to be a candidate: each inner list is one requirement, met by
+        holding any of its terms. ``before`` are the words ending with ``first`` (or containing the
+        query, for one part), ``after`` those starting with ``last``; ``None`` for more than
+        ``MAX_WORDS``. Returns ``[]`` when no requirement can be stated (the caller uses the
+        substring index alone) and ``None`` when no listing can match (a word the query needs is in no
+        listing)."""
+        groups: list[list[str]] = []
+        if self.infix is not None:
+            if before is not None:
+                groups.append([term(word) for word in before])
+        elif len(self.parts) == 2:
+            if before is not None and after is not None and len(before) * len(after) <= MAX_WORDS:
+                groups.append([term(f"{left} {right}") for left in before for right in after])
+            else:
+                groups += [[term(word) for word in side] for side in (before, after) if side is not None]
+        else:
+            middle = self.parts[1:-1]
+            head, tail = middle[0], middle[-1]
+            groups.append([term(f"{left} {head}") for left in before] if before is not None else [term(head)])
+            groups += [[term(f"{left} {right}")] for left, right in itertools.pairwise(middle)]
+            groups.append([term(f"{tail} {right}") for right in after] if after is not None else [term(tail)])
+        if any(not group for group in groups):
+            return None
+        unique: list[list[str]] = []
+        for group in groups:
+            if sorted(group) not in unique:
+                unique.append(sorted(group))
+        return unique

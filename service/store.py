@@ -45,12 +45,16 @@ def _minor(price: Decimal) -> int:
 
 
 #: PostgreSQL: how many of the newest matching-window rows a substring query looks at before it asks
-#: the trigram index (a common term is found at once in the newest rows; a GIN bitmap of it would
-#: hold most of the table).
+#: the index (a common term is found at once in the newest rows; a GIN bitmap of it would hold most of
+#: the table, and every candidate costs a heap page).
 RECENT_WINDOW = 2000
 #: ...and how far back it goes, when the newest rows held a few matches, before the index: a page of
-#: a term that common is found within it (measured: ``bench/RESULTS.md``, "two words").
-WIDE_WINDOW = 50_000
+#: a term that common is found within it, and a term rarer than that is few enough rows for the index
+#: (measured: ``bench/RESULTS.md``, "two words").
+WIDE_WINDOW = 20_000
+#: SQLite, a query with filters: how many rows of the filters' index and of the text index are counted
+#: to choose which one leads (``_filters_lead``). Past this, either one is cheap enough to lead.
+LEAD_PROBE = 5000
 
 
 class ListingStore:
@@ -58,9 +62,11 @@ class ListingStore:
 
     Search columns are kept with the row in the same statement or transaction: ``search`` (title and
     description folded, ``service.search``) and ``city_key`` (the folded city). SQLite indexes
-    ``search`` with FTS5's trigram tokenizer (``listings_fts``, kept by triggers) and its 1-2
-    character substrings in ``listings_short`` (kept here, in the write's transaction); PostgreSQL
-    with ``pg_trgm`` (GIN) and a ``short_terms`` array (GIN)."""
+    ``search`` with FTS5's trigram tokenizer (``listings_fts``, kept by triggers), its 1-2
+    character substrings in ``listings_short`` and its words and pairs of adjacent words in
+    ``listings_words`` (both kept here, in the write's transaction); PostgreSQL with ``pg_trgm`` (GIN),
+    a ``short_terms`` array and a ``words`` array (GIN). Every word written is added to the vocabulary
+    (``search_words``), which a query of 3+ characters consults first (``search.WordQuery``)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -104,6 +110,7 @@ class ListingStore:
         values: dict[str, Any] = {"search": doc, "city_key": search.fold(city)}
         if self.dialect == "postgresql":
             values["short_terms"] = search.short_terms(doc)
+            values["words"] = search.word_terms(doc)
         return values
 
     async def create(self, data: ListingCreate, owner_id: str) -> Listing:
@@ -128,7 +135,8 @@ class ListingStore:
             )
             assert row is not None  # INSERT ... RETURNING always returns the row
             if self.dialect == "sqlite":
-                await self._index_short(row._mapping["id"], values["search"])
+                await self._index(row._mapping["id"], values["search"])
+            await db.remember_words(self.database, search.words(values["search"]))
         return _to_listing(row)
 
     async def update(self, listing_id: int, changes: ListingUpdate) -> Listing | None:
@@ -162,9 +170,11 @@ class ListingStore:
             await self.database.execute(
                 f"UPDATE listings SET {assignments} WHERE id = :id", {"id": listing_id, **derived}
             )
-            if self.dialect == "sqlite" and derived["search"] != row._mapping["search"]:
-                await self._unindex_short(listing_id, row._mapping["search"])
-                await self._index_short(listing_id, derived["search"])
+            if derived["search"] != row._mapping["search"]:
+                if self.dialect == "sqlite":
+                    await self._unindex(listing_id, row._mapping["search"])
+                    await self._index(listing_id, derived["search"])
+                await db.remember_words(self.database, search.words(derived["search"]))
         return listing
 
     async def delete(self, listing_id: int) -> bool:
@@ -173,21 +183,30 @@ class ListingStore:
                 "DELETE FROM listings WHERE id = :id RETURNING id, search", {"id": listing_id}
             )
             if row is not None and self.dialect == "sqlite":
-                await self._unindex_short(listing_id, row._mapping["search"])
+                await self._unindex(listing_id, row._mapping["search"])
         return row is not None
 
-    async def _index_short(self, listing_id: int, doc: str) -> None:
-        await self.database.execute(
-            "INSERT INTO listings_short (rowid, terms) VALUES (:id, :terms)",
-            {"id": listing_id, "terms": " ".join(search.short_terms(doc))},
-        )
+    @staticmethod
+    def _terms(doc: str) -> dict[str, str]:
+        """SQLite: the terms of each contentless index for a search document."""
+        return {
+            "listings_short": " ".join(search.short_terms(doc)),
+            "listings_words": search.fts_terms(search.word_terms(doc)),
+        }
 
-    async def _unindex_short(self, listing_id: int, doc: str) -> None:
+    async def _index(self, listing_id: int, doc: str) -> None:
+        for table, terms in self._terms(doc).items():
+            await self.database.execute(
+                f"INSERT INTO {table} (rowid, terms) VALUES (:id, :terms)", {"id": listing_id, "terms": terms}
+            )
+
+    async def _unindex(self, listing_id: int, doc: str) -> None:
         # A contentless FTS5 table forgets a row when told the exact terms it was given.
-        await self.database.execute(
-            "INSERT INTO listings_short (listings_short, rowid, terms) VALUES ('delete', :id, :terms)",
-            {"id": listing_id, "terms": " ".join(search.short_terms(doc))},
-        )
+        for table, terms in self._terms(doc).items():
+            await self.database.execute(
+                f"INSERT INTO {table} ({table}, rowid, terms) VALUES ('delete', :id, :terms)",
+                {"id": listing_id, "terms": terms},
+            )
 
     async def search(self, query: ListingQuery) -> tuple[list[Listing], str | None]:
         """Newest first, ``limit`` per page, filtered by everything given; every shape uses an index."""
@@ -214,47 +233,142 @@ class ListingStore:
         elif not folded:
             rows = await self._fetch(f"SELECT {columns} FROM listings l", filters, values)
         elif self.dialect == "sqlite":
-            short = len(folded) < search.TRIGRAM
-            table = "listings_short" if short else "listings_fts"
-            values["match"] = search.fts_phrase(search.short_term(folded) if short else folded)
-            # The cursor is a rowid bound on the index itself, so FTS5 starts the scan there.
-            on_index = [f.replace("l.id <", "f.rowid <") for f in filters]
-            rows = await self._fetch(
-                f"SELECT {columns} FROM {table} f JOIN listings l ON l.id = f.rowid",
-                [f"{table} MATCH :match", *on_index],
-                values,
-                order="f.rowid",
-            )
+            rows = await self._search_sqlite(folded, filters, values, columns, query.limit)
         else:
-            if len(folded) < search.TRIGRAM:
-                match = "l.short_terms @> ARRAY[CAST(:term AS text)]"
-                values["term"] = search.short_term(folded)
-            else:
-                match = "l.search LIKE :pattern ESCAPE '\\'"
-                values["pattern"] = search.like_pattern(folded)
-            window = [f for f in filters if f.startswith("l.id <")]
-
-            async def newest(size: int) -> list[Any]:
-                recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {size})"
-                return await self._fetch(f"SELECT {columns} FROM {recent} l", [match, *filters], values)
-
-            rows = await newest(RECENT_WINDOW)
-            if 0 < len(rows) <= query.limit:
-                # Frequent enough to fill a page a little further back (two common words side by side):
-                # scanning on, which stops at a full page, is cheaper than rechecking every row the
-                # index says holds both words.
-                rows = await newest(WIDE_WINDOW)
-            if len(rows) <= query.limit:  # not enough among the newest rows: ask the index
-                # Ordered by ``id + 0``, which the primary key cannot serve, so the planner takes the
-                # GIN index: with ``ORDER BY id`` it walked the whole primary key for an array term
-                # it could not estimate (a 2-character query matching nothing: 3.9 s at 1M rows).
-                # Only rare terms get here (common ones fill their page in the newest rows).
-                rows = await self._fetch(
-                    f"SELECT {columns} FROM listings l", [match, *filters], values, order="l.id + 0"
-                )
+            rows = await self._search_postgres(folded, filters, values, columns, query.limit)
         items = [_to_listing(row) for row in rows[: query.limit]]
         next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > query.limit else None
         return items, next_cursor
+
+    async def _narrowing(self, folded: str) -> list[list[str]] | None:
+        """The word-index requirements of a query of 3+ characters (``search.WordQuery.narrowing``),
+        from one vocabulary lookup: ``None`` when no listing can match."""
+        query = search.WordQuery(folded)
+        lookups = {"infix": query.infix} if query.infix is not None else {"suffix": query.first, "prefix": query.last}
+        found: dict[str, list[str]] = {kind: [] for kind in lookups}
+        for row in await self._vocabulary(lookups):
+            found[row[0]].append(row[1])
+        sides = [None if len(found[kind]) > search.MAX_WORDS else found[kind] for kind in lookups]
+        return query.narrowing(*sides)
+
+    async def _vocabulary(self, lookups: dict[str, str]) -> list[Any]:
+        """``(kind, word)`` rows, in one statement: up to ``MAX_WORDS + 1`` vocabulary words for each
+        lookup, ``infix`` (words containing the text), ``prefix`` (starting with it) or ``suffix``."""
+        values: dict[str, Any] = {"cap": search.MAX_WORDS + 1}
+        selects = []
+        for kind, text in lookups.items():
+            values[kind] = text
+            selects.append(f"SELECT * FROM (SELECT '{kind}' AS kind, word FROM {self._words_where(kind, text, values)} "
+                           f"LIMIT :cap) AS {kind}")  # fmt: skip
+        sql = " UNION ALL ".join(selects)
+        return list(await self.database.fetch_all(sql, {k: v for k, v in values.items() if f":{k}" in sql}))
+
+    def _words_where(self, kind: str, text: str, values: dict[str, Any]) -> str:
+        """The vocabulary rows of one lookup: an index search (a trigram one for ``infix``, a range of
+        the word or of the word reversed for the others), then the exact check."""
+        if kind == "infix" and self.dialect == "sqlite":
+            values["phrase"] = search.fts_phrase(text)
+            return "search_words_fts WHERE search_words_fts MATCH :phrase AND instr(word, :infix) > 0"
+        if kind == "infix":
+            values["pattern"] = search.like_pattern(text)
+            return "search_words WHERE word LIKE :pattern ESCAPE '\\'"
+        key, column = (text, "word") if kind == "prefix" else (text[::-1], "reversed")
+        check = f"substr(word, {'1' if kind == 'prefix' else '-length(:suffix)'}, length(:{kind})) = :{kind}"
+        if self.dialect == "postgresql":  # the indexed expressions of migration 5
+            column = 'left(word, 200) COLLATE "C"' if kind == "prefix" else 'left(reverse(word), 200) COLLATE "C"'
+            key = key[:200]
+            check = f"{'left' if kind == 'prefix' else 'right'}(word, length(:{kind})) = :{kind}"
+        low, high = search.prefix_range(key)
+        values[f"{kind}_low"] = low
+        where = [f"{column} >= :{kind}_low", check]
+        if high is not None:
+            values[f"{kind}_high"] = high
+            where.insert(1, f"{column} < :{kind}_high")
+        return f"search_words WHERE {' AND '.join(where)}"
+
+    async def _search_sqlite(
+        self, folded: str, filters: list[str], values: dict[str, Any], columns: str, limit: int
+    ) -> list[Any]:
+        """Through one FTS5 index (the words, else the trigrams; the 1-2 character one for a short
+        query) newest first, or, when the filters are the narrower, through their index; every row is
+        checked for the substring."""
+        if len(folded) < search.TRIGRAM:
+            table, match = "listings_short", search.fts_phrase(search.short_term(folded))
+        else:
+            groups = await self._narrowing(folded)
+            if groups is None:
+                return []
+            if groups:
+                table, match = "listings_words", search.fts_requirements(groups)
+            else:
+                table, match = "listings_fts", search.fts_phrase(folded)
+        values["q"], values["match"] = folded, match
+        check = "instr(l.search, :q) > 0"
+        if any(not f.startswith("l.id <") for f in filters) and await self._filters_lead(table, filters, values, limit):
+            return await self._fetch(f"SELECT {columns} FROM listings l", [*filters, check], values)
+        # The cursor is a rowid bound on the index itself, so FTS5 starts the scan there.
+        on_index = [f.replace("l.id <", "f.rowid <") for f in filters]
+        return await self._fetch(
+            f"SELECT {columns} FROM {table} f JOIN listings l ON l.id = f.rowid",
+            [f"{table} MATCH :match", *on_index, check],
+            values,
+            order="f.rowid",
+        )
+
+    async def _filters_lead(self, table: str, filters: list[str], values: dict[str, Any], limit: int) -> bool:
+        """SQLite cannot intersect two indexes: the filters' index leads when it is the cheaper walk.
+
+        Led by the filters, a query reads each of their rows (``F``); led by the text index, it reads
+        candidates newest first until a page has passed the filters, about ``limit * N / F`` of them
+        and at most all of them (``C``). ``F`` and ``C`` are counted up to ``LEAD_PROBE``."""
+        cursor = [f.replace("l.id <", "f.rowid <") for f in filters if f.startswith("l.id <")]
+        counts = await self.database.fetch_one(
+            f"SELECT (SELECT count(*) FROM (SELECT 1 FROM listings l {self._where(filters)} LIMIT :probe)), "
+            f"(SELECT count(*) FROM (SELECT 1 FROM {table} f {self._where([f'{table} MATCH :match', *cursor])} "
+            "LIMIT :probe)), (SELECT max(id) FROM listings)",
+            {name: value for name, value in values.items() if name not in ("limit", "q")} | {"probe": LEAD_PROBE},
+        )
+        assert counts is not None
+        led_by_filters, candidates, rows = counts[0], counts[1], counts[2] or 0
+        return bool(led_by_filters < min(candidates, (limit + 1) * rows / max(led_by_filters, 1)))
+
+    async def _search_postgres(
+        self, folded: str, filters: list[str], values: dict[str, Any], columns: str, limit: int
+    ) -> list[Any]:
+        """The newest rows first (a common term fills its page there), then the index: the words (the
+        trigrams when no word narrows; the 1-2 character terms for a short query)."""
+        values["q"] = folded
+        check = "strpos(l.search, :q) > 0"  # never an index condition: the planner cannot choose pg_trgm for it
+        if len(folded) < search.TRIGRAM:
+            index = ["l.short_terms @> ARRAY[CAST(:term AS text)]"]
+            values["term"] = search.short_term(folded)
+        else:
+            groups = await self._narrowing(folded)
+            if groups is None:
+                return []
+            index = [f"l.words && CAST(:terms{i} AS text[])" for i in range(len(groups))]
+            values.update({f"terms{i}": group for i, group in enumerate(groups)})
+            if not groups:
+                index = ["l.search LIKE :pattern ESCAPE '\\'"]
+                values["pattern"] = search.like_pattern(folded)
+        window = [f for f in filters if f.startswith("l.id <")]
+
+        async def newest(size: int) -> list[Any]:
+            recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {size})"
+            return await self._fetch(f"SELECT {columns} FROM {recent} l", [check, *filters], values)
+
+        rows = await newest(RECENT_WINDOW)
+        if 0 < len(rows) <= limit:
+            # Frequent enough to fill a page a little further back: scanning on, which stops at a full
+            # page, is cheaper than reading every row the index names (each a heap page).
+            rows = await newest(WIDE_WINDOW)
+        if len(rows) <= limit:  # not enough among the newest rows: ask the index
+            # Ordered by ``id + 0``, which the primary key cannot serve, so the planner takes the GIN
+            # index: with ``ORDER BY id`` it walked the whole primary key for an array term it could not
+            # estimate (a 2-character query matching nothing: 3.9 s at 1M rows).
+            select = f"SELECT {columns} FROM listings l"
+            rows = await self._fetch(select, [*index, check, *filters], values, order="l.id + 0")
+        return rows
 
     @staticmethod
     def _where(clauses: list[str]) -> str:
