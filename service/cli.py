@@ -79,13 +79,21 @@ def serve(args: argparse.Namespace) -> int:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     command = procfile_command()
     print(f"kapi: serving on http://{env['HOST']}:{env['PORT']}  ({command})", file=sys.stderr)
-    child = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env)
+    child: subprocess.Popen[bytes] | None = None
+    stopping: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
-        child.send_signal(signum)
+        if child is None:
+            stopping.append(signum)  # before the child exists: it is stopped as soon as it does
+        else:
+            child.send_signal(signum)
 
+    # Installed before the child starts: a signal that came between the two left it running, orphaned.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    child = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env)
+    for signum in stopping:
+        child.send_signal(signum)
     try:
         return child.wait()
     finally:
