@@ -5,9 +5,12 @@ fresh SQLite database and, when one answers, a fresh PostgreSQL database (create
 through the service's own migration and search columns. Then, for each database, it starts its own
 redis-server and the service exactly as the ``Procfile``'s ``web:`` line starts it, and times every
 documented query shape: each shape is ``--queries`` distinct queries, asked once with the search
-cache cold (``X-Cache: MISS``) and once warm (``HIT``), sequentially from one client. It prints the
-table, writes ``bench/search-results.json``, and the ``EXPLAIN`` of each shape. Everything it started is
-stopped.
+cache cold (``X-Cache: MISS``) and once warm (``HIT``), sequentially from one client. A last shape,
+*adversarial*, is every query of ``adversarial()``: the ones a client would pick to be slow (frequent
+words rarely side by side, the longest query, words run together, punctuation, lone letters, frequent
+text behind filters few listings pass). It prints the table with each shape's slowest query and the
+slowest of all, writes ``bench/search-results.json``, and the ``EXPLAIN`` of each shape. Everything it
+started is stopped.
 """
 
 from __future__ import annotations
@@ -79,20 +82,26 @@ async def migrate(url: str) -> None:
     from service import db
 
     database = await db.connect(url)
-    await database.disconnect()
+    await db.disconnect(database)
+
+
+def migration_step(dialect: str, name: str) -> str:
+    """The statement of the migrations that creates ``name`` (an index or a trigger the load drops)."""
+    from service.db import MIGRATIONS
+
+    return next(step for m in MIGRATIONS for step in m.dialects.get(dialect, ())
+                if isinstance(step, str) and f" {name} " in step)  # fmt: skip
 
 
 def load_sqlite(path: Path, rows: int) -> None:
     asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    from service.db import MIGRATIONS
-
     connection = sqlite3.connect(path)
     started = time.monotonic()
     # A bulk load: the trigram index is built once at the end ('rebuild'), not row by row by its
     # insert trigger (which is right for the app's one-at-a-time writes, and about 60 times slower here).
-    trigger = next(step for m in MIGRATIONS for step in m.dialects.get("sqlite", ())
-                   if isinstance(step, str) and "listings_fts_insert" in step)  # fmt: skip
+    trigger = migration_step("sqlite", "listings_fts_insert")
     connection.execute("DROP TRIGGER listings_fts_insert")
+    vocabulary: set[str] = set()
     connection.execute("PRAGMA cache_size = -1000000")  # 1 GB of page cache while loading
     connection.execute("PRAGMA synchronous = OFF")  # a throw-away bench database
     connection.execute("BEGIN")
@@ -100,17 +109,21 @@ def load_sqlite(path: Path, rows: int) -> None:
     for row_id, row in enumerate(generate(rows), start=1):
         batch.append((row_id, *row))
         if len(batch) == 5000:
-            _insert_sqlite(connection, batch)
+            _insert_sqlite(connection, batch, vocabulary)
             batch = []
             if row_id % 100_000 == 0:
                 log(f"sqlite: {row_id:,} rows ({time.monotonic() - started:.0f} s)")
-    _insert_sqlite(connection, batch)
+    _insert_sqlite(connection, batch, vocabulary)
+    connection.executemany(
+        "INSERT INTO search_words (word, reversed) VALUES (?, ?)", [(w, w[::-1]) for w in sorted(vocabulary)]
+    )
     connection.execute("COMMIT")
     log(f"sqlite: rows in; building the trigram index ({time.monotonic() - started:.0f} s)")
     connection.execute("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")
     connection.execute(trigger)
     connection.commit()
-    connection.execute("INSERT INTO listings_short (listings_short) VALUES ('optimize')")
+    for table in ("listings_short", "listings_words"):
+        connection.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
     connection.execute("ANALYZE")
     connection.commit()
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -118,7 +131,7 @@ def load_sqlite(path: Path, rows: int) -> None:
     log(f"sqlite: {rows:,} rows in {time.monotonic() - started:.0f} s, {path.stat().st_size / 1e9:.2f} GB")
 
 
-def _insert_sqlite(connection: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+def _insert_sqlite(connection: sqlite3.Connection, batch: list[tuple[Any, ...]], vocabulary: set[str]) -> None:
     connection.executemany(
         "INSERT INTO listings (id, title, description, price_minor, currency, city, owner_id, created_at, updated_at,"
         " search, city_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -128,6 +141,11 @@ def _insert_sqlite(connection: sqlite3.Connection, batch: list[tuple[Any, ...]])
         "INSERT INTO listings_short (rowid, terms) VALUES (?, ?)",
         [(row[0], " ".join(search.short_terms(row[9]))) for row in batch],
     )
+    connection.executemany(
+        "INSERT INTO listings_words (rowid, terms) VALUES (?, ?)",
+        [(row[0], search.fts_terms(search.word_terms(row[9]))) for row in batch],
+    )
+    vocabulary.update(word for row in batch for word in search.words(row[9]))
 
 
 async def load_postgres(admin_url: str, name: str, rows: int) -> str | None:
@@ -145,15 +163,17 @@ async def load_postgres(admin_url: str, name: str, rows: int) -> str | None:
     await migrate(url)
     connection = await asyncpg.connect(url)
     started = time.monotonic()
-    gin = ["listings_search_trgm", "listings_short_terms"]
+    gin = ["listings_search_trgm", "listings_short_terms", "listings_words"]
     for index in gin:  # built once after the load: far faster than row by row
         await connection.execute(f"DROP INDEX {index}")
     columns = ["title", "description", "price_minor", "currency", "city", "owner_id", "created_at", "updated_at",
-               "search", "city_key", "short_terms"]  # fmt: skip
+               "search", "city_key", "short_terms", "words"]  # fmt: skip
     batch: list[tuple[Any, ...]] = []
     done = 0
+    vocabulary: set[str] = set()
     for row in generate(rows):
-        batch.append((*row, search.short_terms(row[8])))
+        batch.append((*row, search.short_terms(row[8]), search.word_terms(row[8])))
+        vocabulary.update(search.words(row[8]))
         if len(batch) == 20_000:
             await connection.copy_records_to_table("listings", records=batch, columns=columns)
             done += len(batch)
@@ -162,10 +182,14 @@ async def load_postgres(admin_url: str, name: str, rows: int) -> str | None:
                 log(f"postgresql: {done:,} rows ({time.monotonic() - started:.0f} s)")
     if batch:
         await connection.copy_records_to_table("listings", records=batch, columns=columns)
+    await connection.copy_records_to_table(
+        "search_words", records=[(search.term(w), w) for w in sorted(vocabulary)], columns=["term", "word"]
+    )
     await connection.execute("SET maintenance_work_mem = '1GB'")
-    await connection.execute("CREATE INDEX listings_search_trgm ON listings USING gin (search gin_trgm_ops)")
-    await connection.execute("CREATE INDEX listings_short_terms ON listings USING gin (short_terms)")
+    for index in gin:
+        await connection.execute(migration_step("postgresql", index))
     await connection.execute("VACUUM ANALYZE listings")
+    await connection.execute("ANALYZE search_words")
     size = await connection.fetchval("SELECT pg_database_size(current_database())")
     await connection.close()
     log(f"postgresql: {rows:,} rows in {time.monotonic() - started:.0f} s, {size / 1e9:.2f} GB")
@@ -178,7 +202,7 @@ def shapes(count: int, rows: int) -> dict[str, list[dict[str, str]]]:
     infixes = sorted({search.fold(w)[1:4] for w in COMMON if len(w) >= 5})[:count]
     pairs = [f"{a} {b}" for a, b in zip(COMMON[::2], COMMON[1::2], strict=False)][:count]
     bigrams = sorted({search.fold(w)[:2] for w in COMMON})[:count]
-    return {
+    cases = {
         "common word": [{"q": w} for w in common],
         "rare word": [{"q": w} for w in RARE[:count]],
         "no match": [{"q": f"zqx{i}vk"} for i in range(count)],
@@ -196,6 +220,70 @@ def shapes(count: int, rows: int) -> dict[str, list[dict[str, str]]]:
         ],
         "deep cursor page": [{"cursor": format(rnd.randint(rows // 100, rows // 10), "x")} for _ in range(count)],
     }
+    # Distinct from every query above: each query's first request must meet a cold cache.
+    asked = {cache_key(params) for queries in cases.values() for params in queries}
+    cases[ADVERSARIAL] = [params for params in adversarial(rows) if cache_key(params) not in asked]
+    return cases
+
+
+def cache_key(params: dict[str, str]) -> str:
+    """Queries the service caches as one page (``Listings.digest`` folds the text)."""
+    return json.dumps({**params, "q": search.fold(params.get("q", ""))}, sort_keys=True)
+
+
+#: The shape made of every query of ``adversarial()``.
+ADVERSARIAL = "adversarial"
+
+
+def adversarial(rows: int) -> list[dict[str, str]]:
+    """Queries a client would choose to make the search slow (each distinct: each one's first request
+    meets a cold cache). Frequent words are in about 15% of the listings each, and every trigram of
+    them in more."""
+    rnd = random.Random(25)
+    words = sorted({search.fold(w) for w in COMMON})
+    frequent = [w for w in words if len(w) >= 4]
+    cities = sorted({search.fold(c) for c in CITIES})
+    queries: dict[str, dict[str, str]] = {}
+
+    def add(q: str | None = None, **filters: str) -> None:
+        params = ({"q": q} if q is not None else {}) | filters
+        queries.setdefault(cache_key(params), params)
+
+    def sample(n: int) -> list[str]:
+        return rnd.sample(frequent, n)
+
+    for _ in range(20):  # two frequent words: every listing holds many of their trigrams, ~0.1% the pair
+        add(" ".join(sample(2)))
+    for n in (3, 4, 6):  # three or more in a row: a handful of listings, or none
+        for _ in range(10):
+            add(" ".join(sample(n)))
+    for _ in range(15):  # the same, cut mid-word at both ends
+        a, b, c = sample(3)
+        add(f"{a[-3:]} {b} {c[:2]}")
+        add(f"{a[-2:]} {c[:2]}")
+    for _ in range(5):  # the longest query: frequent words in a row, one word again and again, one letter
+        add(" ".join(rnd.sample(words, len(words)))[:200])
+    for word in sample(6):
+        add(((word + " ") * 50)[:200].strip())
+        add((word * 50)[:200])
+    for q in ("a" * 200, ("a " * 100).strip(), ("e e " * 50).strip(), ("ar " * 66).strip(), ("ev " * 66).strip()):
+        add(q)
+    for _ in range(15):  # words run together: every trigram frequent, the string in no listing
+        add("".join(sample(2)))
+    for q in ("...", "+++", "- - -", "!!", ". . . .", "%%%", "___", "(-)", "... ...", "'" * 200):  # no letter
+        add(q)
+    for q in ("a a", "a a a", "e e e e", "i i", "ar ar ar ar", "an an", "la la la", "e", "a", "i", "ii", "aaa"):
+        add(q)
+    for _ in range(15):  # frequent text behind filters few listings pass
+        word, low = rnd.choice(frequent), rnd.randint(10, 4_990_000)
+        add(word, min_price=str(low), max_price=str(low + rnd.choice([100, 1000, 10_000, 100_000])))
+        add(word[:2], city=rnd.choice(cities), min_price=str(low), max_price=str(low + 50_000))
+        add(" ".join(sample(2)), city=rnd.choice(cities))
+        add(" ".join(sample(3)), min_price=str(low), max_price=str(low + 500_000))
+    for _ in range(5):  # deep pages of a pair and of a trio
+        add(" ".join(sample(2)), cursor=format(rnd.randint(rows // 10, rows // 2), "x"))
+        add(" ".join(sample(3)), cursor=format(rnd.randint(rows // 10, rows // 2), "x"))
+    return list(queries.values())
 
 
 def cursor_of(params: dict[str, str]) -> dict[str, str]:
@@ -258,15 +346,24 @@ def measure(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, dict[
                     assert response.headers["x-cache"] == expected, (shape, params, response.headers["x-cache"])
                     if phase == "cold":
                         matched += len(response.json()["items"]) > 0
+            slowest = sorted(zip(timings["cold"], queries, strict=True), key=lambda pair: -pair[0])
             results[shape] = {
                 "cold_p50": statistics.median(timings["cold"]), "cold_p95": percentile(timings["cold"], 0.95),
+                "cold_max": slowest[0][0], "slowest": [{"ms": round(t, 2), "params": q} for t, q in slowest[:5]],
                 "warm_p50": statistics.median(timings["warm"]), "warm_p95": percentile(timings["warm"], 0.95),
                 "queries": len(queries), "with_results": matched,
                 "cold_ms": [round(t, 2) for t in timings["cold"]], "warm_ms": [round(t, 2) for t in timings["warm"]],
             }  # fmt: skip
             r = results[shape]
-            log(f"  {shape}: cold p95 {r['cold_p95']:.2f} ms, warm p95 {r['warm_p95']:.2f} ms")
+            log(f"  {shape}: cold p95 {r['cold_p95']:.2f} ms, max {r['cold_max']:.2f} ms ({slowest[0][1]}), "
+                f"warm p95 {r['warm_p95']:.2f} ms")  # fmt: skip
     return results
+
+
+def worst(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The slowest cold query of every shape measured on one database."""
+    shape = max(results, key=lambda name: results[name]["cold_max"])
+    return {"shape": shape, **results[shape]["slowest"][0]}
 
 
 class Recorder:
@@ -277,41 +374,71 @@ class Recorder:
         def __init__(self, record: Any) -> None:
             self._mapping = record
 
-    def __init__(self, dialect: str, run: Callable[[str, dict[str, Any]], Awaitable[list[Any]]] | None = None) -> None:
+        def __getitem__(self, index: int) -> Any:
+            return self._mapping[index]
+
+    def __init__(self, dialect: str, run: Callable[[str, dict[str, Any]], Awaitable[list[Any]]]) -> None:
         self.url = SimpleNamespace(dialect=dialect)
         self.run = run
         self.sql: list[tuple[str, dict[str, Any]]] = []
 
     async def fetch_all(self, sql: str, values: dict[str, Any]) -> list[Any]:
         self.sql.append((sql, values))
-        return [self._Row(r) for r in await self.run(sql, values)] if self.run else []
+        return [self._Row(r) for r in await self.run(sql, values)]
+
+    async def fetch_one(self, sql: str, values: dict[str, Any]) -> Any:
+        rows = await self.fetch_all(sql, values)
+        return rows[0] if rows else None
+
+
+def label(sql: str, shape: str) -> str:
+    """What a statement of the store's search does, for the plans' headings."""
+    from service.store import RECENT_WINDOW, WIDE_WINDOW
+
+    if "search_words" in sql:
+        return f"{shape}, the vocabulary"
+    if "count(*)" in sql:
+        return f"{shape}, which index leads"
+    if f"LIMIT {RECENT_WINDOW})" in sql:
+        return f"{shape}, the newest {RECENT_WINDOW:,} rows"
+    if f"LIMIT {WIDE_WINDOW})" in sql:
+        return f"{shape}, the newest {WIDE_WINDOW:,} rows"
+    if "MATCH" in sql or "l.id + 0" in sql:
+        return f"{shape}, the index"
+    return shape
 
 
 def explain_sqlite(path: Path, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
-    """The plan SQLite chooses for the first query of each shape (as the store builds it)."""
+    """The plans of the statements the store runs for the first query of each shape (each run for its
+    rows, so the store takes the path it takes in the service)."""
     from service.store import ListingQuery, ListingStore
 
     plans: dict[str, list[str]] = {}
     connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
+
+    async def fetch(sql: str, values: dict[str, Any]) -> list[Any]:
+        return connection.execute(sql, values).fetchall()
+
     for shape, queries in cases.items():
-        recorder = Recorder("sqlite")  # one pass on SQLite: nothing needs running for its rows
+        recorder = Recorder("sqlite", fetch)
         asyncio.run(ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0]))))  # type: ignore[arg-type]
-        sql, values = recorder.sql[-1]
-        plan = connection.execute("EXPLAIN QUERY PLAN " + sql, values)
-        plans[shape] = [row[3] for row in plan.fetchall()]
+        for sql, values in recorder.sql:
+            plan = connection.execute("EXPLAIN QUERY PLAN " + sql, values)
+            plans[label(sql, shape)] = [row[3] for row in plan.fetchall()]
     connection.close()
     return plans
 
 
 async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
-    """The plans of the passes the store really runs for the first query of each shape.
+    """The plans of the statements the store runs for the first query of each shape.
 
     Each statement is run for its rows (so the store takes the path it takes in the service: the
-    newest 2,000 rows, then 50,000, then the trigram index) and explained with ``ANALYZE``.
+    vocabulary, the newest 2,000 rows, then 20,000, then the index) and explained with ``ANALYZE``.
     """
     import asyncpg
 
-    from service.store import RECENT_WINDOW, WIDE_WINDOW, ListingQuery, ListingStore
+    from service.store import ListingQuery, ListingStore
 
     plans: dict[str, list[str]] = {}
     connection = await asyncpg.connect(url)
@@ -328,19 +455,10 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
     for shape, queries in cases.items():
         recorder = Recorder("postgresql", fetch)
         await ListingStore(recorder).search(ListingQuery.model_validate(cursor_of(queries[0])))  # type: ignore[arg-type]
-        passes = len(recorder.sql)
         for sql, values in recorder.sql:
-            if passes == 1:
-                label = shape
-            elif f"LIMIT {RECENT_WINDOW})" in sql:
-                label = f"{shape}, pass 1: the newest {RECENT_WINDOW:,} rows"
-            elif f"LIMIT {WIDE_WINDOW})" in sql:
-                label = f"{shape}, pass 2: the newest {WIDE_WINDOW:,} rows"
-            else:
-                label = f"{shape}, last pass: the index (trigram or short terms)"
             explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + numbered(sql, values)
             rows = await connection.fetch(explain, *values.values())
-            plans[label] = [row[0] for row in rows]
+            plans[label(sql, shape)] = [row[0] for row in rows]
     await connection.close()
     return plans
 
@@ -354,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the databases here (and reuse them when present)")
     args = parser.parse_args(argv)
     cases = shapes(args.queries, args.rows)
-    report: dict[str, Any] = {"rows": args.rows, "queries_per_shape": args.queries, "results": {}, "plans": {}}
+    report: dict[str, Any] = {
+        "rows": args.rows, "queries_per_shape": args.queries, "results": {}, "worst": {}, "plans": {}
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="kapi-search-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -378,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 process, redis_server, base = serve(url, workdir)
                 try:
                     report["results"][name] = measure(base, cases)
+                    report["worst"][name] = worst(report["results"][name])
                 finally:
                     process.terminate()
                     process.wait(timeout=20)
@@ -387,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_drop(POSTGRES, pg_name))
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table(report))
+    print("\n".join(slowest(report)))
     write_section("search", section(report), args.out.parent / "RESULTS.md")
     return 0
 
@@ -398,9 +520,13 @@ def section(report: dict[str, Any]) -> str:
         "",
         f"{datetime.now(UTC).isoformat(timespec='seconds')} · {machine()} · {report['rows']:,} listings · "
         f"{report['queries_per_shape']} queries per shape through HTTP (the Procfile's `web:` line, its own "
-        "redis-server); cold = each query's first request (cache empty), warm = the same again (cached page).",
+        "redis-server); cold = each query's first request (cache empty), warm = the same again (cached page); "
+        f"*{ADVERSARIAL}* is every one of {len(adversarial(report['rows']))} queries chosen to be slow "
+        "(`bench/search.py`, `adversarial`).",
         "",
         table(report),
+        "",
+        *slowest(report),
         "",
         "Query plans (`EXPLAIN QUERY PLAN` / `EXPLAIN (ANALYZE, COSTS OFF)`, one query of each shape):",
     ]
@@ -438,15 +564,27 @@ async def _drop(admin_url: str, name: str) -> None:
 
 def table(report: dict[str, Any]) -> str:
     databases = list(report["results"])
-    head = "| query shape | " + " | ".join(f"{db} cold p50 / p95 | {db} warm p50 / p95" for db in databases) + " |"
-    lines = [head, "|---|" + "---|---|" * len(databases)]
+    head = "| query shape | " + " | ".join(f"{db} cold p50 / p95 / max | {db} warm p50 / p95" for db in databases)
+    lines = [head + " |", "|---|" + "---|---|" * len(databases)]
     for shape in next(iter(report["results"].values())):
         cells = []
         for db in databases:
             r = report["results"][db][shape]
-            cells += [f"{r['cold_p50']:.1f} / {r['cold_p95']:.1f} ms", f"{r['warm_p50']:.1f} / {r['warm_p95']:.1f} ms"]
+            cells += [f"{r['cold_p50']:.1f} / {r['cold_p95']:.1f} / {r['cold_max']:.1f} ms",
+                      f"{r['warm_p50']:.1f} / {r['warm_p95']:.1f} ms"]  # fmt: skip
         lines.append(f"| {shape} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def slowest(report: dict[str, Any]) -> list[str]:
+    """The slowest query of all on each database, and the slowest adversarial ones."""
+    lines = []
+    for db, seen in report["worst"].items():
+        lines.append(f"Slowest query on {db}: {seen['ms']:.1f} ms, `{seen['params']}` ({seen['shape']}); "
+                     f"the slowest {ADVERSARIAL} ones: " + ", ".join(
+                         f"{s['ms']:.1f} ms `{s['params']}`" for s in report["results"][db][ADVERSARIAL]["slowest"][:3]
+                     ) + ".")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

@@ -78,12 +78,17 @@ def test_search_bench_smoke_run_times_every_shape_on_both_databases(tmp_path: Pa
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     shapes = {"common word", "rare word", "no match", "infix (3 chars)", "two words", "2-character query",
-              "2 characters, no match", "city + price range", "deep cursor page"}  # fmt: skip
+              "2 characters, no match", "city + price range", "deep cursor page", "adversarial"}  # fmt: skip
     for database, results in report["results"].items():
         assert set(results) == shapes, database
         assert all(r["cold_p95"] > 0 and r["warm_p95"] > 0 for r in results.values())
         assert results["common word"]["with_results"] == 3 and results["no match"]["with_results"] == 0
         assert results["2 characters, no match"]["with_results"] == 0
+        assert results["adversarial"]["queries"] > 150
+        # the slowest query seen is reported with what it asked, not only the percentiles
+        assert report["worst"][database]["ms"] == pytest.approx(max(r["cold_max"] for r in results.values()), abs=0.01)
+        assert report["worst"][database]["params"] and report["worst"][database]["shape"] in shapes
     for shape in ("common word", "2-character query", "city + price range"):  # index searches, not table scans
-        assert not any(line.startswith("SCAN listings") for line in report["plans"]["sqlite"][shape]), shape
-    assert "| common word |" in result.stdout
+        plans = [plan for name, plan in report["plans"]["sqlite"].items() if name.startswith(shape)]
+        assert plans and not any(line.startswith("SCAN listings") for plan in plans for line in plan), shape
+    assert "| common word |" in result.stdout and "Slowest query on sqlite" in result.stdout
