@@ -64,7 +64,8 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
     last = 0
     while True:
         rows = await database.fetch_all(
-            "SELECT id, search FROM listings WHERE id > :last ORDER BY id LIMIT :batch", {"last": last, "batch": batch}
+            "SELECT id, search, city_key, price_minor FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
+            {"last": last, "batch": batch},
         )
         if not rows:
             return
@@ -72,9 +73,8 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
         if postgres:
             await database.execute_many(
                 "UPDATE listings SET words = :words, short_terms = :short_terms WHERE id = :id",
-                [{"id": row[0], "words": search.word_terms(row[1]), "short_terms": search.short_terms(row[1])}
-                 for row in rows],
-            )  # fmt: skip
+                [{"id": row[0], **search.postgres_arrays(row[1], row[2], row[3])} for row in rows],
+            )
         else:
             await database.execute_many(
                 "INSERT INTO listings_words (rowid, terms) VALUES (:id, :terms)",
@@ -82,6 +82,23 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
             )
         await remember_words(database, vocabulary)
         last = rows[-1][0]
+
+
+async def _create_id_band_trigger(database: Database) -> None:
+    """PostgreSQL: the trigger that adds a row's id band (``search.id_band``) to its term arrays, on
+    insert (the database assigns the id) and whenever the store writes the arrays again."""
+    await database.execute(f"""CREATE OR REPLACE FUNCTION listings_id_band() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE band TEXT := ' id:' || (NEW.id / {search.ID_BAND});
+        BEGIN
+            NEW.words := array_append(array_remove(NEW.words, band), band);
+            NEW.short_terms := array_append(array_remove(NEW.short_terms, band), band);
+            RETURN NEW;
+        END $$""")
+    await database.execute("DROP TRIGGER IF EXISTS listings_id_band ON listings")
+    await database.execute(
+        "CREATE TRIGGER listings_id_band BEFORE INSERT OR UPDATE OF words, short_terms ON listings "
+        "FOR EACH ROW EXECUTE FUNCTION listings_id_band()"
+    )
 
 
 async def remember_words(database: Database, words: list[str]) -> None:
@@ -229,14 +246,23 @@ MIGRATIONS: tuple[Migration, ...] = (
                 _index_words_of_existing_rows,
                 "ANALYZE",
             ),
+            # PostgreSQL's arrays also hold the row's city, price band and id band (``search.postgres_arrays``,
+            # the trigger below), so one GIN search meets a query's text and filters, newest ids first.
             # The arrays go out of line (toast_tuple_target), so the newest-rows pass of a search reads
-            # narrow rows: the table's heap is half its size. ``search`` stays in line (MAIN).
+            # narrow rows: the table's heap is half its size. ``search`` stays in line (MAIN). The text
+            # indexes are dropped while every row is rewritten, and built again after.
             "postgresql": (
                 "ALTER TABLE listings ADD COLUMN IF NOT EXISTS words TEXT[] NOT NULL DEFAULT '{}'",
                 "ALTER TABLE listings SET (toast_tuple_target = 512)",
                 "ALTER TABLE listings ALTER COLUMN search SET STORAGE MAIN",
                 "CREATE TABLE IF NOT EXISTS search_words (term TEXT PRIMARY KEY, word TEXT NOT NULL)",
+                _create_id_band_trigger,
+                "DROP INDEX IF EXISTS listings_search_trgm",
+                "DROP INDEX IF EXISTS listings_short_terms",
+                "SET LOCAL maintenance_work_mem = '256MB'",
                 _index_words_of_existing_rows,
+                "CREATE INDEX IF NOT EXISTS listings_search_trgm ON listings USING gin (search gin_trgm_ops)",
+                "CREATE INDEX IF NOT EXISTS listings_short_terms ON listings USING gin (short_terms)",
                 "CREATE INDEX IF NOT EXISTS listings_words ON listings USING gin (words)",
                 "CREATE INDEX IF NOT EXISTS search_words_trgm ON search_words USING gin (word gin_trgm_ops)",
                 'CREATE INDEX IF NOT EXISTS search_words_prefix ON search_words ((left(word, 200) COLLATE "C"))',

@@ -97,13 +97,66 @@ def words(doc: str) -> list[str]:
 
 def word_terms(doc: str) -> list[str]:
     """The word index's terms for a search document: each distinct word and each distinct pair of
-    adjacent words of a field (a pair never spans the title and the description)."""
+    adjacent words of a field (a pair never spans the title and the description), and a word written
+    three times in a row (``"ev ev ev"``: a query repeating one word is as narrow as its repeats)."""
     terms: set[str] = set()
     for field in doc.split(FIELD_SEPARATOR):
         tokens = field.split(" ") if field else []
         terms.update(map(term, tokens))
         terms.update(term(f"{left} {right}") for left, right in itertools.pairwise(tokens))
+        terms.update(
+            term(f"{a} {a} {a}") for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False) if a == b == c
+        )
     return sorted(terms)
+
+
+#: PostgreSQL's array of terms also holds the listing's city, price band and id band (a space first:
+#: never a word's term), so one GIN search meets the text and the filters, newest ids first.
+ID_BAND = 8192
+#: A price range spanning more bands than this is not narrowed by them (it is most prices).
+MAX_PRICE_BANDS = 64
+
+
+def city_term(city_key: str) -> str:
+    return term(f" city:{city_key}") if len(city_key.encode()) > LONG_TERM else f" city:{city_key}"
+
+
+def price_band(price_minor: int) -> str:
+    """The band of a price: its decimal exponent and two leading digits (``1,234,500`` is ``6:12``),
+    so a band is 1-10% of its prices wide at any magnitude."""
+    digits = str(max(price_minor, 0))
+    return f" price:{len(digits)}:{digits[:2]}"
+
+
+def price_bands(low: int | None, high: int | None) -> list[str] | None:
+    """The bands a price range touches; ``None`` when they are more than ``MAX_PRICE_BANDS``."""
+    low, high = max(low or 0, 0), high if high is not None else 10**18
+    if low > high:
+        return []
+    bands: list[str] = []
+    value = low
+    while value <= high:
+        band = price_band(value)
+        if band not in bands:
+            bands.append(band)
+        if len(bands) > MAX_PRICE_BANDS:
+            return None
+        digits = str(value)
+        step = 10 ** max(len(digits) - 2, 0)
+        value = (value // step + 1) * step  # the first price of the next band
+    return bands
+
+
+def postgres_arrays(doc: str, city_key: str, price_minor: int) -> dict[str, list[str]]:
+    """PostgreSQL's ``short_terms`` and ``words`` of a row, each with the row's city and price band
+    (its id band is added by the database, which assigns the id)."""
+    listing = [city_term(city_key), price_band(price_minor)]
+    return {"short_terms": short_terms(doc) + listing, "words": word_terms(doc) + listing}
+
+
+def id_band(listing_id: int) -> str:
+    """The id band term PostgreSQL's trigger ``listings_id_band`` adds to a row's arrays."""
+    return f" id:{listing_id // ID_BAND}"
 
 
 def fts_terms(terms: Sequence[str]) -> str:
@@ -180,6 +233,9 @@ class WordQuery:
             head, tail = middle[0], middle[-1]
             groups.append([term(f"{left} {head}") for left in before] if before is not None else [term(head)])
             groups += [[term(f"{left} {right}")] for left, right in itertools.pairwise(middle)]
+            groups += [
+                [term(f"{a} {a} {a}")] for a, b, c in zip(middle, middle[1:], middle[2:], strict=False) if a == b == c
+            ]
             groups.append([term(f"{tail} {right}") for right in after] if after is not None else [term(tail)])
         if any(not group for group in groups):
             return None

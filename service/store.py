@@ -44,14 +44,13 @@ def _minor(price: Decimal) -> int:
     return int(price * 100)
 
 
-#: PostgreSQL: how many of the newest matching-window rows a substring query looks at before it asks
-#: the index (a common term is found at once in the newest rows; a GIN bitmap of it would hold most of
-#: the table, and every candidate costs a heap page).
+#: PostgreSQL: how many of the newest rows a text query reads before it asks the index (a frequent
+#: term fills its page there, from pages in shared buffers; the index's candidates are heap pages).
 RECENT_WINDOW = 2000
-#: ...and how far back it goes, when the newest rows held a few matches, before the index: a page of
-#: a term that common is found within it, and a term rarer than that is few enough rows for the index
-#: (measured: ``bench/RESULTS.md``, "two words").
-WIDE_WINDOW = 20_000
+#: PostgreSQL: the index is walked newest first, a few id bands (``search.ID_BAND`` ids each) at a time,
+#: so a term in thousands of rows costs the pages of the newest few dozen; past these bands, the
+#: candidates left are few enough to read at once.
+BAND_STEPS = (1, 2, 4, 8)
 #: SQLite, a query with filters: how many rows of the filters' index and of the text index are counted
 #: to choose which one leads (``_filters_lead``). Past this, either one is cheap enough to lead.
 LEAD_PROBE = 5000
@@ -105,12 +104,11 @@ class ListingStore:
         row = await self.database.fetch_one(f"SELECT {_COLUMNS} FROM listings WHERE id = :id", {"id": listing_id})
         return None if row is None else _to_listing(row)
 
-    def _search_values(self, title: str, description: str, city: str) -> dict[str, Any]:
+    def _search_values(self, title: str, description: str, city: str, price_minor: int) -> dict[str, Any]:
         doc = search.document(title, description)
         values: dict[str, Any] = {"search": doc, "city_key": search.fold(city)}
         if self.dialect == "postgresql":
-            values["short_terms"] = search.short_terms(doc)
-            values["words"] = search.word_terms(doc)
+            values.update(search.postgres_arrays(doc, values["city_key"], price_minor))
         return values
 
     async def create(self, data: ListingCreate, owner_id: str) -> Listing:
@@ -124,7 +122,7 @@ class ListingStore:
             "owner_id": owner_id,
             "created_at": stamp,
             "updated_at": stamp,
-            **self._search_values(data.title, data.description, data.city),
+            **self._search_values(data.title, data.description, data.city, _minor(data.price)),
         }
         columns = ", ".join(values)
         async with self._writing():
@@ -165,7 +163,8 @@ class ListingStore:
             if row is None:
                 return None
             listing = _to_listing(row)
-            derived = self._search_values(listing["title"], listing["description"], listing["city"])
+            price_minor = row._mapping["price_minor"]
+            derived = self._search_values(listing["title"], listing["description"], listing["city"], price_minor)
             assignments = ", ".join(f"{name} = :{name}" for name in derived)
             await self.database.execute(
                 f"UPDATE listings SET {assignments} WHERE id = :id", {"id": listing_id, **derived}
@@ -235,7 +234,7 @@ class ListingStore:
         elif self.dialect == "sqlite":
             rows = await self._search_sqlite(folded, filters, values, columns, query.limit)
         else:
-            rows = await self._search_postgres(folded, filters, values, columns, query.limit)
+            rows = await self._search_postgres(folded, query, filters, values, columns)
         items = [_to_listing(row) for row in rows[: query.limit]]
         next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > query.limit else None
         return items, next_cursor
@@ -322,53 +321,82 @@ class ListingStore:
         candidates newest first until a page has passed the filters, about ``limit * N / F`` of them
         and at most all of them (``C``). ``F`` and ``C`` are counted up to ``LEAD_PROBE``."""
         cursor = [f.replace("l.id <", "f.rowid <") for f in filters if f.startswith("l.id <")]
-        counts = await self.database.fetch_one(
+        candidates = f"SELECT 1 FROM {table} f {self._where([f'{table} MATCH :match', *cursor])} LIMIT :probe"
+        sql = (
             f"SELECT (SELECT count(*) FROM (SELECT 1 FROM listings l {self._where(filters)} LIMIT :probe)), "
-            f"(SELECT count(*) FROM (SELECT 1 FROM {table} f {self._where([f'{table} MATCH :match', *cursor])} "
-            "LIMIT :probe)), (SELECT max(id) FROM listings)",
-            {name: value for name, value in values.items() if name not in ("limit", "q")} | {"probe": LEAD_PROBE},
+            f"(SELECT count(*) FROM ({candidates})), (SELECT max(id) FROM listings)"
         )
+        used = {name: value for name, value in values.items() if f":{name}" in sql}
+        counts = await self.database.fetch_one(sql, used | {"probe": LEAD_PROBE})
         assert counts is not None
-        led_by_filters, candidates, rows = counts[0], counts[1], counts[2] or 0
-        return bool(led_by_filters < min(candidates, (limit + 1) * rows / max(led_by_filters, 1)))
+        filtered, candidates_count, rows = counts[0], counts[1], counts[2] or 0
+        return bool(filtered < LEAD_PROBE and filtered < min(candidates_count, (limit + 1) * rows / max(filtered, 1)))
 
     async def _search_postgres(
-        self, folded: str, filters: list[str], values: dict[str, Any], columns: str, limit: int
+        self, folded: str, query: ListingQuery, filters: list[str], values: dict[str, Any], columns: str
     ) -> list[Any]:
-        """The newest rows first (a common term fills its page there), then the index: the words (the
-        trigrams when no word narrows; the 1-2 character terms for a short query)."""
+        """The newest rows first (a frequent term fills its page there), then one GIN search meeting
+        the text's terms (the words, or the 1-2 character terms), the city's and the price bands',
+        walked newest first by id band; the trigram index when no word narrows the text."""
         values["q"] = folded
         check = "strpos(l.search, :q) > 0"  # never an index condition: the planner cannot choose pg_trgm for it
-        if len(folded) < search.TRIGRAM:
-            index = ["l.short_terms @> ARRAY[CAST(:term AS text)]"]
-            values["term"] = search.short_term(folded)
-        else:
-            groups = await self._narrowing(folded)
+        column = "short_terms"
+        groups: list[list[str]] | None = [[search.short_term(folded)]]
+        if len(folded) >= search.TRIGRAM:
+            column, groups = "words", await self._narrowing(folded)
             if groups is None:
                 return []
-            index = [f"l.words && CAST(:terms{i} AS text[])" for i in range(len(groups))]
-            values.update({f"terms{i}": group for i, group in enumerate(groups)})
-            if not groups:
-                index = ["l.search LIKE :pattern ESCAPE '\\'"]
-                values["pattern"] = search.like_pattern(folded)
-        window = [f for f in filters if f.startswith("l.id <")]
+        window = [clause for clause in filters if clause.startswith("l.id <")]
+        filters = [clause for clause in filters if clause not in window]
+        bands = search.price_bands(values.get("min_price"), values.get("max_price"))
+        if bands == []:  # min_price above max_price
+            return []
+        limit = query.limit
 
         async def newest(size: int) -> list[Any]:
             recent = f"(SELECT * FROM listings l {self._where(window)} ORDER BY l.id DESC LIMIT {size})"
             return await self._fetch(f"SELECT {columns} FROM {recent} l", [check, *filters], values)
 
         rows = await newest(RECENT_WINDOW)
-        if 0 < len(rows) <= limit:
-            # Frequent enough to fill a page a little further back: scanning on, which stops at a full
-            # page, is cheaper than reading every row the index names (each a heap page).
-            rows = await newest(WIDE_WINDOW)
-        if len(rows) <= limit:  # not enough among the newest rows: ask the index
-            # Ordered by ``id + 0``, which the primary key cannot serve, so the planner takes the GIN
-            # index: with ``ORDER BY id`` it walked the whole primary key for an array term it could not
-            # estimate (a 2-character query matching nothing: 3.9 s at 1M rows).
-            select = f"SELECT {columns} FROM listings l"
-            rows = await self._fetch(select, [*index, check, *filters], values, order="l.id + 0")
-        return rows
+        if len(rows) > limit:
+            return rows
+        select = f"SELECT {columns} FROM listings l"
+        if not groups:  # no word narrows the text: the trigram index
+            values["pattern"] = search.like_pattern(folded)
+            clauses = ["l.search LIKE :pattern ESCAPE '\\'", check, *filters, *window]
+            return await self._fetch(select, clauses, values, order="l.id + 0")
+        if query.city is not None:
+            groups.append([search.city_term(values["city"])])
+        if bands is not None:
+            groups.append(bands)
+        values.update({f"terms{i}": group for i, group in enumerate(groups)})
+        # Ordered by ``id + 0``, which the primary key cannot serve, so the planner takes the GIN index:
+        # with ``ORDER BY id`` it walked the whole primary key for a term it could not estimate.
+        terms = [f"l.{column} && CAST(:terms{i} AS text[])" for i in range(len(groups))]
+        newest_id = await self.database.fetch_val("SELECT max(id) FROM listings")
+        if newest_id is None:
+            return []
+        below = newest_id + 1 if query.after_id is None else min(newest_id + 1, query.after_id)
+        top = (below - 1) // search.ID_BAND
+        found: list[Any] = []
+        # A requirement of many terms (a part many words contain) is many posting lists for each band
+        # searched: the index is then searched once.
+        steps = BAND_STEPS if all(len(group) <= search.MAX_PRICE_BANDS for group in groups) else ()
+        for size in steps:
+            if top < 0:
+                return found
+            bands_walked = range(max(top - size + 1, 0), top + 1)
+            values["bands"] = [search.id_band(band * search.ID_BAND) for band in bands_walked]
+            values["limit"] = limit + 1 - len(found)
+            clauses = [*terms, f"l.{column} && CAST(:bands AS text[])", check, *filters, *window]
+            found += await self._fetch(select, clauses, values, order="l.id + 0")
+            if len(found) > limit:
+                return found
+            top -= size
+        # Below the bands walked: the candidates left are few (a page was not found in the newest ones).
+        values["limit"], values["below"] = limit + 1 - len(found), (top + 1) * search.ID_BAND
+        clauses = [*terms, check, *filters, *window, "l.id < :below"]
+        return found + await self._fetch(select, clauses, values, order="l.id + 0")
 
     @staticmethod
     def _where(clauses: list[str]) -> str:
