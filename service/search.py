@@ -32,6 +32,9 @@ TRIGRAM = 3
 #: A word, or two adjacent words, longer than this (UTF-8 bytes) is indexed by its digest: an index key
 #: has a size limit, and a long word narrows as well by its digest.
 LONG_TERM = 64
+#: A long query is narrowed by this many of its requirements, those of fewest terms first: each more
+#: is a posting list read to the end when nothing matches, and a few pairs of words are already rare.
+MAX_REQUIREMENTS = 4
 #: A query part that stands for more words than this (``WordQuery.narrowing``) is not narrowed by them:
 #: so many words make the index lookup itself the cost, and the listings holding one of them are many.
 MAX_WORDS = 1000
@@ -214,11 +217,11 @@ class WordQuery:
 
     def narrowing(self, before: Sequence[str] | None, after: Sequence[str] | None = None) -> list[list[str]] | None:
         """The terms a listing must hold to be a candidate: each inner list is one requirement, met by
-        holding any of its terms. ``before`` are the words ending with ``first`` (or containing the
-        query, for one part), ``after`` those starting with ``last``; ``None`` for more than
-        ``MAX_WORDS``. Returns ``[]`` when no requirement can be stated (the caller uses the
-        substring index alone) and ``None`` when no listing can match (a word the query needs is in no
-        listing)."""
+        holding any of its terms (at most ``MAX_REQUIREMENTS`` of them). ``before`` are the words
+        ending with ``first`` (or containing the query, for one part), ``after`` those starting with
+        ``last``; ``None`` for more than ``MAX_WORDS``. Returns ``[]`` when no requirement can be
+        stated (the caller uses the substring index alone) and ``None`` when no listing can match (a
+        word the query needs is in no listing)."""
         groups: list[list[str]] = []
         if self.infix is not None:
             if before is not None:
@@ -243,4 +246,4 @@ class WordQuery:
         for group in groups:
             if sorted(group) not in unique:
                 unique.append(sorted(group))
-        return unique
+        return sorted(unique, key=len)[:MAX_REQUIREMENTS]
