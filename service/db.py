@@ -58,9 +58,12 @@ async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
 
 async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000) -> None:
     """Fill the word index and the vocabulary from every row's ``search`` column, in id order, a batch
-    at a time. On PostgreSQL ``short_terms`` is written again with ``words``: a row written whole is
-    laid out by the new ``toast_tuple_target`` (its arrays out of line), one with a column added is not."""
+    at a time; the 1-2 character index is filled again, now with each row's city and price band. On
+    PostgreSQL a row written whole is also laid out by the new ``toast_tuple_target`` (its arrays out of
+    line), one with a column added is not."""
     postgres = database.url.dialect.startswith("postgres")
+    if not postgres:
+        await database.execute("INSERT INTO listings_short (listings_short) VALUES ('delete-all')")
     last = 0
     while True:
         rows = await database.fetch_all(
@@ -81,12 +84,13 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
                 {"rows": json.dumps(batch_rows, ensure_ascii=False)},
             )
         else:
-            terms = [[row[0], search.fts_terms(search.word_terms(row[1]))] for row in rows]
-            await database.execute(
-                "INSERT INTO listings_words (rowid, terms) "
-                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:rows)",
-                {"rows": json.dumps(terms, ensure_ascii=False)},
-            )
+            indexed = [[row[0], *search.sqlite_terms(row[1], row[2], row[3]).values()] for row in rows]
+            for n, table in enumerate(("listings_short", "listings_words"), start=1):
+                await database.execute(
+                    f"INSERT INTO {table} (rowid, terms) SELECT json_extract(value, '$[0]'), "
+                    f"json_extract(value, '$[{n}]') FROM json_each(:rows)",
+                    {"rows": json.dumps(indexed, ensure_ascii=False)},
+                )
         await remember_words(database, vocabulary)
         last = rows[-1][0]
 
@@ -239,7 +243,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             # the words it needs, next to each other, before its substring is checked (``WordQuery``).
             # Two frequent words rarely side by side are then a handful of rows, not every row holding
             # both words' trigrams. On SQLite, listings_words (contentless) is kept by the store in each
-            # write's transaction, like listings_short; the vocabulary's trigram index by a trigger.
+            # write's transaction, like listings_short; the vocabulary's trigram index by a trigger. Both
+            # hold each row's city and price band too (``search.sqlite_terms``: listings_short is filled
+            # again), so FTS5 meets a query's text and filters itself.
             "sqlite": (
                 "CREATE VIRTUAL TABLE IF NOT EXISTS listings_words USING fts5(terms, content='', "
                 "tokenize='ascii', detail='none')",

@@ -113,8 +113,8 @@ def word_terms(doc: str) -> list[str]:
     return sorted(terms)
 
 
-#: PostgreSQL's array of terms also holds the listing's city, price band and id band (a space first:
-#: never a word's term), so one GIN search meets the text and the filters, newest ids first.
+#: The text indexes also hold each listing's city and price band (and, on PostgreSQL, its id band),
+#: terms with a space first (never a word's), so one index search meets the text and the filters.
 ID_BAND = 8192
 #: A price range spanning more bands than this is not narrowed by them (it is most prices).
 MAX_PRICE_BANDS = 64
@@ -155,6 +155,17 @@ def postgres_arrays(doc: str, city_key: str, price_minor: int) -> dict[str, list
     (its id band is added by the database, which assigns the id)."""
     listing = [city_term(city_key), price_band(price_minor)]
     return {"short_terms": short_terms(doc) + listing, "words": word_terms(doc) + listing}
+
+
+def sqlite_terms(doc: str, city_key: str, price_minor: int) -> dict[str, str]:
+    """The terms SQLite's contentless FTS5 tables hold for a row (``listings_short``, ``listings_words``),
+    each with the row's city and price band: FTS5 meets a query's text and filters itself, newest
+    first (its rowid order), reading no row that fails either."""
+    listing = fts_terms([city_term(city_key), price_band(price_minor)])
+    return {
+        "listings_short": " ".join([*short_terms(doc), listing]),
+        "listings_words": " ".join([fts_terms(word_terms(doc)), listing]),
+    }
 
 
 def id_band(listing_id: int) -> str:

@@ -52,8 +52,8 @@ RECENT_WINDOW = 2000
 #: candidates left are few enough to read at once.
 BAND_STEPS = (1, 2, 4, 8)
 #: SQLite, a query with filters: how many rows of the filters' index and of the text index are counted
-#: to choose which one leads (``_filters_lead``). Past this, either one is cheap enough to lead.
-LEAD_PROBE = 5000
+#: to choose which one leads (``_filters_lead``).
+LEAD_PROBE = 2000
 
 
 class ListingStore:
@@ -133,7 +133,7 @@ class ListingStore:
             )
             assert row is not None  # INSERT ... RETURNING always returns the row
             if self.dialect == "sqlite":
-                await self._index(row._mapping["id"], values["search"])
+                await self._index(row._mapping["id"], values["search"], values["city_key"], values["price_minor"])
             await db.remember_words(self.database, search.words(values["search"]))
         return _to_listing(row)
 
@@ -152,6 +152,11 @@ class ListingStore:
             "updated_at": now_rfc3339(),
         }
         async with self._writing():
+            before = None
+            if self.dialect == "sqlite":  # what the contentless indexes were given (the write lock is held)
+                before = await self.database.fetch_one(
+                    "SELECT search, city_key, price_minor FROM listings WHERE id = :id", {"id": listing_id}
+                )
             row = await self.database.fetch_one(
                 "UPDATE listings SET title = COALESCE(:title, title), "
                 "description = COALESCE(:description, description), "
@@ -169,39 +174,33 @@ class ListingStore:
             await self.database.execute(
                 f"UPDATE listings SET {assignments} WHERE id = :id", {"id": listing_id, **derived}
             )
+            if before is not None:
+                old, new = (before[0], before[1], before[2]), (derived["search"], derived["city_key"], price_minor)
+                if search.sqlite_terms(*old) != search.sqlite_terms(*new):
+                    await self._unindex(listing_id, *old)
+                    await self._index(listing_id, *new)
             if derived["search"] != row._mapping["search"]:
-                if self.dialect == "sqlite":
-                    await self._unindex(listing_id, row._mapping["search"])
-                    await self._index(listing_id, derived["search"])
                 await db.remember_words(self.database, search.words(derived["search"]))
         return listing
 
     async def delete(self, listing_id: int) -> bool:
         async with self._writing():
             row = await self.database.fetch_one(
-                "DELETE FROM listings WHERE id = :id RETURNING id, search", {"id": listing_id}
+                "DELETE FROM listings WHERE id = :id RETURNING id, search, city_key, price_minor", {"id": listing_id}
             )
             if row is not None and self.dialect == "sqlite":
-                await self._unindex(listing_id, row._mapping["search"])
+                await self._unindex(listing_id, row[1], row[2], row[3])
         return row is not None
 
-    @staticmethod
-    def _terms(doc: str) -> dict[str, str]:
-        """SQLite: the terms of each contentless index for a search document."""
-        return {
-            "listings_short": " ".join(search.short_terms(doc)),
-            "listings_words": search.fts_terms(search.word_terms(doc)),
-        }
-
-    async def _index(self, listing_id: int, doc: str) -> None:
-        for table, terms in self._terms(doc).items():
+    async def _index(self, listing_id: int, doc: str, city_key: str, price_minor: int) -> None:
+        for table, terms in search.sqlite_terms(doc, city_key, price_minor).items():
             await self.database.execute(
                 f"INSERT INTO {table} (rowid, terms) VALUES (:id, :terms)", {"id": listing_id, "terms": terms}
             )
 
-    async def _unindex(self, listing_id: int, doc: str) -> None:
+    async def _unindex(self, listing_id: int, doc: str, city_key: str, price_minor: int) -> None:
         # A contentless FTS5 table forgets a row when told the exact terms it was given.
-        for table, terms in self._terms(doc).items():
+        for table, terms in search.sqlite_terms(doc, city_key, price_minor).items():
             await self.database.execute(
                 f"INSERT INTO {table} ({table}, rowid, terms) VALUES ('delete', :id, :terms)",
                 {"id": listing_id, "terms": terms},
@@ -232,7 +231,7 @@ class ListingStore:
         elif not folded:
             rows = await self._fetch(f"SELECT {columns} FROM listings l", filters, values)
         elif self.dialect == "sqlite":
-            rows = await self._search_sqlite(folded, filters, values, columns, query.limit)
+            rows = await self._search_sqlite(folded, filters, values, columns)
         else:
             rows = await self._search_postgres(folded, query, filters, values, columns)
         items = [_to_listing(row) for row in rows[: query.limit]]
@@ -285,25 +284,32 @@ class ListingStore:
             where.insert(1, f"{column} < :{kind}_high")
         return f"search_words WHERE {' AND '.join(where)}"
 
-    async def _search_sqlite(
-        self, folded: str, filters: list[str], values: dict[str, Any], columns: str, limit: int
-    ) -> list[Any]:
-        """Through one FTS5 index (the words, else the trigrams; the 1-2 character one for a short
-        query) newest first, or, when the filters are the narrower, through their index; every row is
-        checked for the substring."""
+    async def _search_sqlite(self, folded: str, filters: list[str], values: dict[str, Any], columns: str) -> list[Any]:
+        """Through one FTS5 index newest first, meeting the text and the city and price band asked (the
+        words; the 1-2 character index for a short query; the trigrams, the text alone, when no word
+        narrows it), or, when the filters are the narrower, through their index; every row is checked
+        for the substring and the filters."""
+        listing: list[list[str]] = [[search.city_term(values["city"])]] if "city" in values else []
+        bands = search.price_bands(values.get("min_price"), values.get("max_price"))
+        if bands == []:  # min_price above max_price
+            return []
+        listing += [bands] if bands is not None else []
         if len(folded) < search.TRIGRAM:
-            table, match = "listings_short", search.fts_phrase(search.short_term(folded))
+            table = "listings_short"
+            match = " AND ".join(
+                [search.fts_phrase(search.short_term(folded)), *([search.fts_requirements(listing)] if listing else [])]
+            )
         else:
             groups = await self._narrowing(folded)
             if groups is None:
                 return []
             if groups:
-                table, match = "listings_words", search.fts_requirements(groups)
-            else:
+                table, match = "listings_words", search.fts_requirements(groups + listing)
+            else:  # the trigram index holds the text alone
                 table, match = "listings_fts", search.fts_phrase(folded)
         values["q"], values["match"] = folded, match
         check = "instr(l.search, :q) > 0"
-        if any(not f.startswith("l.id <") for f in filters) and await self._filters_lead(table, filters, values, limit):
+        if any(not f.startswith("l.id <") for f in filters) and await self._filters_lead(table, filters, values):
             return await self._fetch(f"SELECT {columns} FROM listings l", [*filters, check], values)
         # The cursor is a rowid bound on the index itself, so FTS5 starts the scan there.
         on_index = [f.replace("l.id <", "f.rowid <") for f in filters]
@@ -314,23 +320,21 @@ class ListingStore:
             order="f.rowid",
         )
 
-    async def _filters_lead(self, table: str, filters: list[str], values: dict[str, Any], limit: int) -> bool:
-        """SQLite cannot intersect two indexes: the filters' index leads when it is the cheaper walk.
-
-        Led by the filters, a query reads each of their rows (``F``); led by the text index, it reads
-        candidates newest first until a page has passed the filters, about ``limit * N / F`` of them
-        and at most all of them (``C``). ``F`` and ``C`` are counted up to ``LEAD_PROBE``."""
+    async def _filters_lead(self, table: str, filters: list[str], values: dict[str, Any]) -> bool:
+        """Whether the filters' index should lead (SQLite): when the filters pass fewer rows than the
+        text index has candidates (those of the city and price band asked: each candidate still has
+        its exact price checked), both counted up to ``LEAD_PROBE``. A price range a few listings
+        fall in is then read whole; a frequent word is not walked for them."""
         cursor = [f.replace("l.id <", "f.rowid <") for f in filters if f.startswith("l.id <")]
         candidates = f"SELECT 1 FROM {table} f {self._where([f'{table} MATCH :match', *cursor])} LIMIT :probe"
         sql = (
             f"SELECT (SELECT count(*) FROM (SELECT 1 FROM listings l {self._where(filters)} LIMIT :probe)), "
-            f"(SELECT count(*) FROM ({candidates})), (SELECT max(id) FROM listings)"
+            f"(SELECT count(*) FROM ({candidates}))"
         )
         used = {name: value for name, value in values.items() if f":{name}" in sql}
         counts = await self.database.fetch_one(sql, used | {"probe": LEAD_PROBE})
         assert counts is not None
-        filtered, candidates_count, rows = counts[0], counts[1], counts[2] or 0
-        return bool(filtered < LEAD_PROBE and filtered < min(candidates_count, (limit + 1) * rows / max(filtered, 1)))
+        return bool(counts[0] < counts[1])
 
     async def _search_postgres(
         self, folded: str, query: ListingQuery, filters: list[str], values: dict[str, Any], columns: str

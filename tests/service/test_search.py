@@ -70,8 +70,9 @@ async def test_every_query_finds_exactly_the_listings_that_hold_it(database: Dat
         fields = {"title": title, "description": text(rnd, 8), "price": Decimal(i % 10 + 1), "city": rnd.choice(CITIES)}
         listing = await store.create(ListingCreate.model_validate(fields), owner_id="u")
         listings[listing["id"]] = listing
-    for listing_id in rnd.sample(sorted(listings), 20):  # edits move words in and out of the index
-        changes = {"title": text(rnd, 4) or "ilan"} if listing_id % 2 else {"description": text(rnd, 6)}
+    for listing_id in rnd.sample(sorted(listings), 30):  # edits move words, cities and prices in the indexes
+        changes = [{"title": text(rnd, 4) or "ilan"}, {"description": text(rnd, 6)},
+                   {"price": str(rnd.randint(1, 10)), "city": rnd.choice(CITIES)}][listing_id % 3]  # fmt: skip
         listings[listing_id] = await store.update(listing_id, ListingUpdate.model_validate(changes))  # type: ignore[assignment]
     for listing_id in rnd.sample(sorted(listings), 10):
         assert await store.delete(listing_id)
@@ -96,6 +97,8 @@ async def test_every_query_finds_exactly_the_listings_that_hold_it(database: Dat
         assert await everything(store, q=q, city="ankara") == in_ankara, q
         cheap = [i for i in holding if Decimal(listings[i]["price"]) <= 3]
         assert await everything(store, q=q, max_price="3") == cheap, q
+        middle = [i for i in holding if 4 <= Decimal(listings[i]["price"]) <= 6 and listings[i]["city"] == "Izmir"]
+        assert await everything(store, q=q, min_price="4", max_price="6", city="IZMIR") == middle, q
 
 
 async def test_a_word_in_no_listing_is_answered_from_the_vocabulary(database: Database) -> None:
