@@ -116,44 +116,46 @@ def word_terms(doc: str) -> list[str]:
 #: The text indexes also hold each listing's city and price band (and, on PostgreSQL, its id band),
 #: terms with a space first (never a word's), so one index search meets the text and the filters.
 ID_BAND = 8192
-#: A price range spanning more bands than this is not narrowed by them (it is most prices).
-MAX_PRICE_BANDS = 64
+#: A price range is narrowed by at most this many price bands: of the finest size that covers it in
+#: so few (each band more is a posting list read by every index search).
+MAX_PRICE_BANDS = 8
 
 
 def city_term(city_key: str) -> str:
     return term(f" city:{city_key}") if len(city_key.encode()) > LONG_TERM else f" city:{city_key}"
 
 
-def price_band(price_minor: int) -> str:
-    """The band of a price: its decimal exponent and two leading digits (``1,234,500`` is ``6:12``),
-    so a band is 1-10% of its prices wide at any magnitude."""
+def price_terms(price_minor: int) -> list[str]:
+    """The bands a price is in, at three sizes: its decimal magnitude with two leading digits, with
+    one, and alone (``1,234,500`` is in ``7:12``, ``7:1`` and ``7``): 1-10%, 10-100% and all of the
+    prices of its magnitude."""
     digits = str(max(price_minor, 0))
-    return f" price:{len(digits)}:{digits[:2]}"
+    return [f" price:{len(digits)}:{digits[:2]}", f" price:{len(digits)}:{digits[:1]}", f" price:{len(digits)}"]
 
 
 def price_bands(low: int | None, high: int | None) -> list[str] | None:
-    """The bands a price range touches; ``None`` when they are more than ``MAX_PRICE_BANDS``."""
-    low, high = max(low or 0, 0), high if high is not None else 10**18
+    """The bands of one size that cover a price range, the finest size needing at most
+    ``MAX_PRICE_BANDS``; ``None`` when none does (the range is most prices), ``[]`` when it is empty."""
+    low, high = max(low or 0, 0), min(high if high is not None else 10**18, 10**18)
     if low > high:
         return []
-    bands: list[str] = []
-    value = low
-    while value <= high:
-        band = price_band(value)
-        if band not in bands:
-            bands.append(band)
-        if len(bands) > MAX_PRICE_BANDS:
-            return None
-        digits = str(value)
-        step = 10 ** max(len(digits) - 2, 0)
-        value = (value // step + 1) * step  # the first price of the next band
-    return bands
+    for size in range(3):  # two leading digits, one, none
+        bands: list[str] = []
+        value = low
+        while value <= high and len(bands) <= MAX_PRICE_BANDS:
+            bands.append(price_terms(value)[size])
+            digits = len(str(value))
+            step = 10 ** (max(digits - 2, 0), max(digits - 1, 0), digits)[size]
+            value = (value // step + 1) * step if size < 2 else 10**digits  # the first price of the next band
+        if len(bands) <= MAX_PRICE_BANDS:
+            return bands
+    return None
 
 
 def postgres_arrays(doc: str, city_key: str, price_minor: int) -> dict[str, list[str]]:
     """PostgreSQL's ``short_terms`` and ``words`` of a row, each with the row's city and price band
     (its id band is added by the database, which assigns the id)."""
-    listing = [city_term(city_key), price_band(price_minor)]
+    listing = [city_term(city_key), *price_terms(price_minor)]
     return {"short_terms": short_terms(doc) + listing, "words": word_terms(doc) + listing}
 
 
@@ -161,7 +163,7 @@ def sqlite_terms(doc: str, city_key: str, price_minor: int) -> dict[str, str]:
     """The terms SQLite's contentless FTS5 tables hold for a row (``listings_short``, ``listings_words``),
     each with the row's city and price band: FTS5 meets a query's text and filters itself, newest
     first (its rowid order), reading no row that fails either."""
-    listing = fts_terms([city_term(city_key), price_band(price_minor)])
+    listing = fts_terms([city_term(city_key), *price_terms(price_minor)])
     return {
         "listings_short": " ".join([*short_terms(doc), listing]),
         "listings_words": " ".join([fts_terms(word_terms(doc)), listing]),

@@ -44,13 +44,17 @@ def _minor(price: Decimal) -> int:
     return int(price * 100)
 
 
-#: PostgreSQL: how many of the newest rows a text query reads before it asks the index (a frequent
-#: term fills its page there, from pages in shared buffers; the index's candidates are heap pages).
-RECENT_WINDOW = 2000
+#: PostgreSQL: how many of the newest rows a text query reads before it asks the index: a term in a
+#: few percent of the listings fills its page there, from pages in shared buffers (the newest id band
+#: would be thousands of its candidates, each a heap page); a rarer one costs this many rows for nothing.
+RECENT_WINDOW = 500
 #: PostgreSQL: the index is walked newest first, a few id bands (``search.ID_BAND`` ids each) at a time,
 #: so a term in thousands of rows costs the pages of the newest few dozen; past these bands, the
 #: candidates left are few enough to read at once.
 BAND_STEPS = (1, 2, 4, 8)
+#: ...unless a requirement has more terms than this (a part many words contain): each is a posting list
+#: read again at every step, so the index is then searched once.
+BAND_WALK_TERMS = 64
 #: SQLite, a query with filters: how many rows of the filters' index and of the text index are counted
 #: to choose which one leads (``_filters_lead``).
 LEAD_PROBE = 2000
@@ -352,8 +356,8 @@ class ListingStore:
                 return []
         window = [clause for clause in filters if clause.startswith("l.id <")]
         filters = [clause for clause in filters if clause not in window]
-        bands = search.price_bands(values.get("min_price"), values.get("max_price"))
-        if bands == []:  # min_price above max_price
+        price_bands = search.price_bands(values.get("min_price"), values.get("max_price"))
+        if price_bands == []:  # min_price above max_price
             return []
         limit = query.limit
 
@@ -371,36 +375,33 @@ class ListingStore:
             return await self._fetch(select, clauses, values, order="l.id + 0")
         if query.city is not None:
             groups.append([search.city_term(values["city"])])
-        if bands is not None:
-            groups.append(bands)
+        if price_bands is not None:
+            groups.append(price_bands)
         values.update({f"terms{i}": group for i, group in enumerate(groups)})
-        # Ordered by ``id + 0``, which the primary key cannot serve, so the planner takes the GIN index:
-        # with ``ORDER BY id`` it walked the whole primary key for a term it could not estimate.
         terms = [f"l.{column} && CAST(:terms{i} AS text[])" for i in range(len(groups))]
-        newest_id = await self.database.fetch_val("SELECT max(id) FROM listings")
-        if newest_id is None:
-            return []
-        below = newest_id + 1 if query.after_id is None else min(newest_id + 1, query.after_id)
-        top = (below - 1) // search.ID_BAND
-        found: list[Any] = []
-        # A requirement of many terms (a part many words contain) is many posting lists for each band
-        # searched: the index is then searched once.
-        steps = BAND_STEPS if all(len(group) <= search.MAX_PRICE_BANDS for group in groups) else ()
+        values["below"] = _MAX_ID if query.after_id is None else query.after_id
+        # One statement walks the index newest first: a branch per step of id bands, then one for the
+        # ids below them; PostgreSQL runs a UNION ALL's branches in order and stops at the page's end.
+        # Each branch is ordered by ``id + 0``, which the primary key cannot serve, so the planner takes
+        # the GIN index (with ``ORDER BY id`` it walked the whole primary key for a term it could not
+        # estimate).
+        # The id bounds are ``id + 0`` too: a generic plan intersected them with a primary-key range of
+        # most of the table (74 ms).
+        top = f"(SELECT (LEAST(max(id) + 1, :below) - 1) / {search.ID_BAND} FROM listings)"
+        steps = BAND_STEPS if all(len(group) <= BAND_WALK_TERMS for group in groups) else ()
+        below = [clause.replace("l.id <", "l.id + 0 <") for clause in window]
+        branches, walked = [], 0
         for size in steps:
-            if top < 0:
-                return found
-            bands_walked = range(max(top - size + 1, 0), top + 1)
-            values["bands"] = [search.id_band(band * search.ID_BAND) for band in bands_walked]
-            values["limit"] = limit + 1 - len(found)
-            clauses = [*terms, f"l.{column} && CAST(:bands AS text[])", check, *filters, *window]
-            found += await self._fetch(select, clauses, values, order="l.id + 0")
-            if len(found) > limit:
-                return found
-            top -= size
-        # Below the bands walked: the candidates left are few (a page was not found in the newest ones).
-        values["limit"], values["below"] = limit + 1 - len(found), (top + 1) * search.ID_BAND
-        clauses = [*terms, check, *filters, *window, "l.id < :below"]
-        return found + await self._fetch(select, clauses, values, order="l.id + 0")
+            walk = f"generate_series({top} - {walked + size - 1}, {top} - {walked}) AS band"
+            branches.append(
+                [*terms, f"l.{column} && ARRAY(SELECT ' id:' || band FROM {walk})", check, *filters, *below]
+            )
+            walked += size
+        branches.append([*terms, check, *filters, *below, f"l.id + 0 < ({top} - {walked - 1}) * {search.ID_BAND}"])
+        selects = [f"({select} {self._where(clauses)} ORDER BY l.id + 0 DESC LIMIT :limit)" for clauses in branches]
+        sql = f"SELECT * FROM ({' UNION ALL '.join(selects)}) AS walk LIMIT :limit"
+        rows = await self.database.fetch_all(sql, {name: value for name, value in values.items() if f":{name}" in sql})
+        return sorted(rows, key=lambda row: -row._mapping["id"])
 
     @staticmethod
     def _where(clauses: list[str]) -> str:

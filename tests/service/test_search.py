@@ -148,3 +148,20 @@ async def test_a_database_from_before_the_word_index_is_upgraded(
     assert await store._narrowing("yeni boyali") == [["yeni boyali"]]
     vocabulary = {row[0] for row in await database.fetch_all("SELECT word FROM search_words")}
     assert vocabulary == {"satilik", "daire", "deniz", "manzarali,", "bahceli", "ev", "yeni", "boyali"}
+
+
+def test_price_bands_cover_every_price_of_the_range() -> None:
+    """A range's bands (at most ``MAX_PRICE_BANDS``, of one size) hold every price in it: the index
+    never drops a listing the exact price check would keep."""
+    rnd = random.Random(8)
+    for _ in range(5000):
+        low = rnd.randint(0, 10**10)
+        high = low + rnd.choice([0, 1, 99, 10**4, 10**6, 10**9])
+        bands = search.price_bands(low, high)
+        if bands is None:
+            continue
+        assert 0 < len(bands) <= search.MAX_PRICE_BANDS
+        for price in (low, high, rnd.randint(low, high)):
+            assert set(search.price_terms(price)) & set(bands), (low, high, price)
+    assert search.price_bands(152_280_800, 153_280_800) == [" price:9:15"]
+    assert search.price_bands(5, 4) == [] and search.price_bands(None, None) is None
