@@ -137,14 +137,11 @@ def _insert_sqlite(connection: sqlite3.Connection, batch: list[tuple[Any, ...]],
         " search, city_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         batch,
     )
-    connection.executemany(
-        "INSERT INTO listings_short (rowid, terms) VALUES (?, ?)",
-        [(row[0], " ".join(search.short_terms(row[9]))) for row in batch],
-    )
-    connection.executemany(
-        "INSERT INTO listings_words (rowid, terms) VALUES (?, ?)",
-        [(row[0], search.fts_terms(search.word_terms(row[9]))) for row in batch],
-    )
+    indexed = [(row[0], search.sqlite_terms(row[9], row[10], row[3])) for row in batch]
+    for table in ("listings_short", "listings_words"):
+        connection.executemany(
+            f"INSERT INTO {table} (rowid, terms) VALUES (?, ?)", [(i, terms[table]) for i, terms in indexed]
+        )
     vocabulary.update(word for row in batch for word in search.words(row[9]))
 
 
@@ -400,9 +397,8 @@ def label(sql: str, shape: str) -> str:
     from service.store import RECENT_WINDOW
 
     kinds = {"search_words": "the vocabulary", "count(*)": "which index leads", f"LIMIT {RECENT_WINDOW})":
-             f"the newest {RECENT_WINDOW:,} rows", ":bands": "the index, newest id bands first",
-             ":below": "the index, below those bands", "MATCH": "the index", "l.id + 0": "the index",
-             "max(id)": "the newest id"}  # fmt: skip
+             f"the newest {RECENT_WINDOW:,} rows", "generate_series": "the index, newest id bands first",
+             "MATCH": "the index", "l.id + 0": "the index"}  # fmt: skip
     return next((f"{shape}, {kind}" for marker, kind in kinds.items() if marker in sql), shape)
 
 
@@ -441,7 +437,7 @@ async def explain_postgres(url: str, cases: dict[str, list[dict[str, str]]]) -> 
     """The plans of the statements the store runs for the first query of each shape.
 
     Each statement is run for its rows (so the store takes the path it takes in the service: the
-    vocabulary, the newest 2,000 rows, then the index, newest id bands first) and explained with
+    vocabulary, the newest rows, then the index, newest id bands first) and explained with
     ``ANALYZE``.
     """
     import asyncpg
