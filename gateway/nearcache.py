@@ -41,15 +41,13 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import hiredis
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
-from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from gateway.connection import resolve_client
 from gateway.events import NO_EVENTS, GatewayEvents
+from gateway.topology import Address, Endpoint, Topology, topology_of
 from gateway.types import RedisSource
 
 logger = logging.getLogger("gateway.nearcache")
@@ -121,18 +119,17 @@ class NearCache:
         self._seq = 0  # one step per invalidation, reset and arming
         self._floor = 0  # reads marked before this are never kept
         self._invalidated: dict[str, int] = {}  # key -> the step of its latest invalidation
-        self._sock: socket.socket | None = None
-        self._fd = -1
-        self._plain = False
+        self._channels: tuple[_Channel, ...] = ()  # every followed server's, once all required are armed
+        self._followed: frozenset[Address] = frozenset()
+        self._topology: Topology | None = None
+        self._plain = False  # every channel is plain TCP (TLS may hold decrypted bytes: always recv)
         self._waiting = array.array("i", [0])
         self._ioctl: Callable[[int, int, array.array[int]], object] = _no_ioctl  # set by start()
         self._fionread = 0
-        self._reader = _reader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checked = False  # the socket was checked in this turn of the event loop
-        self._lost = asyncio.Event()
+        self._wake = asyncio.Event()  # the watcher: a channel was lost, or look at the servers now
         self._armed = asyncio.Event()
-        self._pong_due: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.disabled_reason: str | None = None
 
@@ -160,7 +157,7 @@ class NearCache:
     @property
     def active(self) -> bool:
         """Tracking is established: local copies are served and kept."""
-        return self._sock is not None
+        return bool(self._channels)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -172,7 +169,7 @@ class NearCache:
 
     def get(self, key: str) -> bytes | None:
         """The local copy of ``key``, after every invalidation already in the socket is applied."""
-        if self._sock is None:
+        if not self._channels:
             return None
         self.drain()
         entry = self._entries.get(key)
@@ -195,10 +192,12 @@ class NearCache:
 
     def put(self, key: str, raw: bytes, mark: int) -> bool:
         """Keep ``raw`` for ``key`` if nothing invalidated it since ``mark``."""
-        if self._sock is None or len(raw) > self.max_bytes:
+        if not self._channels or len(raw) > self.max_bytes:
             return False
         self.drain()
-        if self._sock is None or mark < self._floor or self._invalidated.get(key, -1) > mark:
+        if not self._channels or mark < self._floor or self._invalidated.get(key, -1) > mark:
+            return False
+        if not self.covers(key):
             return False
         self._drop(key)
         self._entries[key] = (raw, time.monotonic())
@@ -207,6 +206,18 @@ class NearCache:
             self._drop(next(iter(self._entries)))
             self.counts["evictions"] += 1
         return True
+
+    def covers(self, key: str) -> bool:
+        """Whether a value of ``key`` read from Redis now comes from a server the channel follows
+        (always on one server; on Sentinel and Cluster, not yet for a server that has just joined:
+        the next look at the servers follows it, ``gateway.topology``)."""
+        topology = self._topology
+        if topology is None or not topology.changes:
+            return True
+        if topology.covers(key, self._followed):
+            return True
+        self._wake.set()  # look at the servers now
+        return False
 
     def discard(self, key: str) -> None:
         """This process changed ``key``: drop the copy now, and refuse fills read before now."""
@@ -240,7 +251,7 @@ class NearCache:
             raise ValueError("give at least one key prefix to track (or a listener)")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="near-cache tracking")
-        if self._sock is None:
+        if not self._channels:
             armed = asyncio.ensure_future(self._armed.wait())
             await asyncio.wait({armed, self._task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             armed.cancel()
@@ -253,20 +264,21 @@ class NearCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._close("closed")
+        self._close()
         for _, listener in self._listeners:
             listener.lost("the channel was closed")
 
-    def _readable(self) -> None:
-        self.drain(check=False)  # the loop says so: read (an end of stream reads as no bytes)
+    def _readable(self, channel: _Channel) -> None:
+        if channel in self._channels:  # the loop says so: read (an end of stream reads as no bytes)
+            self._read(channel)
 
     def _next_turn(self) -> None:
         self._checked = False
 
     def drain(self, check: bool = True) -> None:
-        """Apply every invalidation that has reached the socket (never blocks)."""
-        sock = self._sock
-        if sock is None:
+        """Apply every invalidation that has reached the channel's sockets (never blocks)."""
+        channels = self._channels
+        if not channels:
             return
         if check and self._plain:
             # Once per turn of the event loop is enough: whatever runs later in this turn was
@@ -278,13 +290,25 @@ class NearCache:
             if self._loop is not None:
                 self._checked = True
                 self._loop.call_soon(self._next_turn)
-            try:  # bytes waiting? (one ioctl; cheaper than a recv that fails with EAGAIN)
-                self._ioctl(self._fd, self._fionread, self._waiting)
-            except OSError:
-                pass
-            else:
-                if not self._waiting[0]:
-                    return
+            for channel in channels:
+                try:  # bytes waiting? (one ioctl; cheaper than a recv that fails with EAGAIN)
+                    self._ioctl(channel.fd, self._fionread, self._waiting)
+                except OSError:
+                    pass
+                else:
+                    if not self._waiting[0]:
+                        continue
+                self._read(channel)
+                if self._channels is not channels:
+                    return  # reset
+            return
+        for channel in channels:
+            self._read(channel)
+            if self._channels is not channels:
+                return
+
+    def _read(self, channel: _Channel) -> None:
+        sock = channel.sock
         read = False
         while True:
             try:
@@ -292,32 +316,32 @@ class NearCache:
             except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
                 break
             except OSError as exc:
-                self._reset(f"the tracking connection failed: {exc}")
+                self._reset(f"the tracking connection failed: {exc} ({channel.name})")
                 return
             if not data:
-                self._reset("Redis closed the tracking connection")
+                self._reset(f"Redis closed the tracking connection ({channel.name})")
                 return
-            self._reader.feed(data)
+            channel.reader.feed(data)
             read = True
             if len(data) < _READ_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
                 break
         if read:
-            self._apply()
+            self._apply(channel)
 
-    def _apply(self) -> None:
+    def _apply(self, channel: _Channel) -> None:
         """Act on every whole frame the reader holds (a frame's start waits there for its end)."""
-        reader = self._reader
-        while self._sock is not None:
+        reader = channel.reader
+        while channel in self._channels:
             try:
                 frame = reader.gets()
             except hiredis.ProtocolError as exc:
-                self._reset(f"unreadable data on the tracking connection: {exc}")
+                self._reset(f"unreadable data on the tracking connection: {exc} ({channel.name})")
                 return
             if frame is _MORE:
                 return
-            self._on_frame(frame)
+            self._on_frame(channel, frame)
 
-    def _on_frame(self, frame: Any) -> None:
+    def _on_frame(self, channel: _Channel, frame: Any) -> None:
         # hiredis gives a RESP3 attribute as a reply of its own (a list): ignored like any other
         # reply that is neither a PONG nor an error.
         if isinstance(frame, hiredis.PushNotification):
@@ -340,33 +364,31 @@ class NearCache:
                     self._count("invalidations")
             return
         if frame == b"PONG":
-            self._pong_due = None
+            channel.pong_due = None
         elif isinstance(frame, hiredis.ReplyError):
-            self._reset(f"Redis refused a tracking command: {frame}")
+            self._reset(f"Redis refused a tracking command: {frame} ({channel.name})")
 
     def _count(self, event: str) -> None:
         self.counts[event] += 1
         self.events.near_cache_event(event)
 
     def _reset(self, why: str) -> None:
-        if self._sock is None:
+        if not self._channels:
             return
         logger.warning("near cache: %s; local copies dropped, bypassed until tracking is back", why)
-        self._close(why)
+        self._close()
         self._count("resets")
-        self._lost.set()
+        self._wake.set()
         for _, listener in self._listeners:
             listener.lost(why)
 
-    def _close(self, why: str) -> None:
-        sock, self._sock = self._sock, None
+    def _close(self) -> None:
+        channels, self._channels = self._channels, ()
+        self._followed = frozenset()
         self._armed.clear()
         self._flush()
-        if sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(sock.fileno())
-            with contextlib.suppress(OSError):
-                sock.close()
+        for channel in channels:
+            channel.close()
 
     async def _run(self) -> None:
         try:
@@ -381,17 +403,15 @@ class NearCache:
             if client is None:  # the app's lifespan has not made it yet
                 await asyncio.sleep(delay)
                 continue
-            reason = _unsupported(client)
-            if reason is not None or not isinstance(client, Redis):
-                self.disabled_reason = reason or "not a redis.asyncio client"
-                logger.warning("near cache off: %s", self.disabled_reason)
-                return
+            if self._topology is None or self._topology.client is not client:
+                try:
+                    self._topology = topology_of(client)
+                except TypeError as exc:
+                    self.disabled_reason = str(exc)
+                    logger.warning("near cache off: %s", self.disabled_reason)
+                    return
             try:
-                endpoint = _endpoint(client.connection_pool)
-                credentials = None
-                if endpoint.credentials is not None:  # asked at every connect, in the loop (it may be async)
-                    credentials = tuple(await endpoint.credentials.get_credentials_async())
-                sock, reader = await asyncio.to_thread(self._connect, endpoint, credentials)
+                channels = await self._open(await self._topology.endpoints(), required=True)
             except Exception as exc:
                 if not failing:
                     logger.warning("near cache: tracking not established (%s); retrying", exc)
@@ -400,48 +420,111 @@ class NearCache:
                 delay = min(delay * 2, 2.0)
                 continue
             delay, failing = 0.05, False
-            self._arm(sock, reader)
-            await self._watch(sock)
+            self._arm(channels)
+            await self._watch(self._topology)
 
-    def _arm(self, sock: socket.socket, reader: hiredis.Reader) -> None:
+    async def _open(self, endpoints: Iterable[Endpoint], *, required: bool) -> list[_Channel]:
+        """Connect to each endpoint at once. A required one that fails fails them all (``required``);
+        others that fail are left out, to be tried at the next look."""
+        endpoints = list(endpoints)
+        credentials: dict[int, tuple[str, ...] | None] = {}
+        for endpoint in endpoints:  # asked at every connect, in the loop (a provider may be async)
+            if endpoint.credentials is not None and id(endpoint.credentials) not in credentials:
+                credentials[id(endpoint.credentials)] = tuple(await endpoint.credentials.get_credentials_async())
+        opened = await asyncio.gather(
+            *(asyncio.to_thread(self._connect, e, credentials.get(id(e.credentials))) for e in endpoints),
+            return_exceptions=True,
+        )
+        channels: list[_Channel] = []
+        error: BaseException | None = None
+        for endpoint, result in zip(endpoints, opened, strict=True):
+            if isinstance(result, BaseException):
+                if required and endpoint.required and error is None:
+                    error = result
+                continue
+            channels.append(_Channel(endpoint.address, *result))
+        if error is None and required and not channels:
+            error = ConnectionError("no server to follow answered")
+        if error is not None:
+            for channel in channels:
+                channel.close()
+            raise error
+        return channels
+
+    def _arm(self, channels: list[_Channel]) -> None:
         self._flush()
-        self._lost = asyncio.Event()
-        self._pong_due = None
-        self._sock = sock
-        self._reader = reader
-        self._fd = sock.fileno()
-        self._plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes: always recv
         self._loop = asyncio.get_running_loop()
         self._checked = False
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._wake.clear()
+        self._channels = ()
+        self._add(channels)
         self._armed.set()
-        logger.info("near cache: tracking %s", ", ".join(self.tracked))
+        logger.info("near cache: tracking %s on %s", ", ".join(self.tracked), _names(self._channels))
         for _, listener in self._listeners:
             listener.ready()
-        self._apply()  # what came after the handshake's replies in its last read
+        for channel in channels:
+            if channel in self._channels:
+                self._apply(channel)  # what came after the handshake's replies in its last read
 
-    async def _watch(self, sock: socket.socket) -> None:
-        """PING the channel; a connection that stops answering is as good as lost."""
-        while self._sock is sock:
+    def _add(self, channels: list[_Channel]) -> None:
+        assert self._loop is not None
+        for channel in channels:
+            self._loop.add_reader(channel.fd, self._readable, channel)
+        self._channels += tuple(channels)
+        self._followed = frozenset(channel.address for channel in self._channels)
+        self._plain = not any(isinstance(channel.sock, ssl.SSLSocket) for channel in self._channels)
+
+    async def _watch(self, topology: Topology) -> None:
+        """PING each channel (a connection that stops answering is as good as lost) and, on Sentinel
+        and Cluster, look at the servers: a new one is followed from now on."""
+        while self._channels:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self.ping_interval)
-            if self._sock is not sock:
+                await asyncio.wait_for(self._wake.wait(), self.ping_interval)
+            self._wake.clear()
+            if not self._channels:
                 return
             now = time.monotonic()
-            if self._pong_due is not None and now > self._pong_due:
-                self._reset("the tracking connection stopped answering")
-                return
-            if self._pong_due is None:
-                try:
-                    sock.send(_command("PING"))
-                except OSError as exc:
-                    self._reset(f"the tracking connection failed: {exc}")
+            for channel in self._channels:
+                if channel.pong_due is not None and now > channel.pong_due:
+                    self._reset(f"the tracking connection stopped answering ({channel.name})")
                     return
-                self._pong_due = now + max(self.ping_interval, self.connect_timeout)
+                if channel.pong_due is None:
+                    try:
+                        channel.sock.send(_command("PING"))
+                    except OSError as exc:
+                        self._reset(f"the tracking connection failed: {exc} ({channel.name})")
+                        return
+                    channel.pong_due = now + max(self.ping_interval, self.connect_timeout)
+            if topology.changes:
+                await self._look(topology)
 
-    def _connect(
-        self, endpoint: _Endpoint, credentials: tuple[str, ...] | None
-    ) -> tuple[socket.socket, hiredis.Reader]:
+    async def _look(self, topology: Topology) -> None:
+        """Follow the servers that joined since the channel was armed (none is dropped here: a
+        server that goes away closes its connection, which resets the channel)."""
+        try:
+            endpoints = await asyncio.wait_for(topology.endpoints(), max(self.connect_timeout, 0.1))
+            new = [e for e in endpoints if e.address not in self._followed]
+            if not new:
+                return
+            channels = await self._open(new, required=False)
+        except Exception as exc:  # the servers cannot be learned now: the followed ones still push
+            logger.debug("near cache: could not look at the servers (%s)", exc)
+            return
+        if not self._channels:  # reset meanwhile
+            for channel in channels:
+                channel.close()
+            return
+        self._add(channels)
+        logger.info("near cache: now also tracking %s", _names(channels))
+        # What those servers took before they were followed was pushed to no one: drop every copy.
+        self._flush()
+        self._count("resets")
+        for _, listener in self._listeners:
+            listener.flushed()
+        for channel in channels:
+            self._apply(channel)
+
+    def _connect(self, endpoint: Endpoint, credentials: tuple[str, ...] | None) -> tuple[socket.socket, hiredis.Reader]:
         """Open the tracking connection (blocking; run in a thread): connect (TLS as the client's own
         connections do), HELLO 3 with the client's credentials, name it, and turn tracking on. Returns
         the socket and its reader, which may already hold what followed the replies."""
@@ -494,6 +577,33 @@ class NearCache:
         return sock, reader
 
 
+class _Channel:
+    """One followed server's tracking connection."""
+
+    __slots__ = ("address", "fd", "pong_due", "reader", "sock")
+
+    def __init__(self, address: Address, sock: socket.socket, reader: hiredis.Reader) -> None:
+        self.address = address
+        self.sock = sock
+        self.reader = reader
+        self.fd = sock.fileno()
+        self.pong_due: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.address if isinstance(self.address, str) else f"{self.address[0]}:{self.address[1]}"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.fd)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _names(channels: Iterable[_Channel]) -> str:
+    return ", ".join(channel.name for channel in channels)
+
+
 def _command(*parts: str | bytes | int) -> bytes:
     """One command in RESP, as a RESP array of bulk strings."""
     packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # the stub says a 1-tuple; any length is fine
@@ -516,53 +626,6 @@ def _fionread() -> tuple[Callable[[int, int, array.array[int]], object], int]:
 
 def _no_ioctl(fd: int, request: int, buffer: array.array[int], /) -> object:
     raise OSError("no FIONREAD ioctl: read the socket instead")
-
-
-def _unsupported(client: Any) -> str | None:
-    """Why the near cache cannot track this client's server (None: it can)."""
-    from redis.asyncio import RedisCluster
-    from redis.asyncio.sentinel import SentinelConnectionPool
-
-    if isinstance(client, RedisCluster):
-        return "Redis Cluster: tracking follows one node, and a key's writes may go to another after a resharding"
-    if isinstance(client.connection_pool, SentinelConnectionPool):
-        return "Sentinel: after a failover the tracked server is no longer the one written to"
-    return None
-
-
-class _Endpoint(NamedTuple):
-    address: str | tuple[str, int]  # a Unix socket's path, or host and port
-    tls: ssl.SSLContext | None
-    credentials: CredentialProvider | None
-
-
-def _endpoint(pool: ConnectionPool) -> _Endpoint:
-    """Where and how the client's own connections connect, so the tracking connection is held to
-    exactly the same security: its TLS context and credentials come from a connection that the
-    client's connection class builds from the client's options (never connected), so every
-    ``ssl_*`` option, with redis-py's own defaults (``ssl_check_hostname`` on, certificates
-    required), and ``username``/``password`` or ``credential_provider`` mean what they mean to the
-    client.
-
-    The one place that reads redis-py's connection internals (redis>=8,<9; stated in
-    tests/gateway/test_nearcache_tls.py::test_redis_py_contract_of_the_tracking_connection): the
-    ``host``/``port``/``path``, ``ssl_context`` (a ``RedisSSLContext`` whose ``get()`` is the
-    ``ssl.SSLContext`` the client's connections use), ``credential_provider``, ``username`` and
-    ``password`` attributes, and the rule of ``on_connect``: a credential provider, else username
-    and/or password, else no AUTH."""
-    connection = pool.connection_class(**pool.connection_kwargs)
-    address: str | tuple[str, int]
-    if isinstance(connection, UnixDomainSocketConnection):
-        address = connection.path
-    elif isinstance(connection, Connection):
-        address = (connection.host, int(connection.port))
-    else:
-        raise TypeError(f"cannot open a tracking socket like a {type(connection).__name__}")
-    tls = connection.ssl_context.get() if isinstance(connection, SSLConnection) else None
-    credentials = connection.credential_provider
-    if credentials is None and (connection.username or connection.password):
-        credentials = UsernamePasswordCredentialProvider(connection.username, connection.password)
-    return _Endpoint(address, tls, credentials)
 
 
 __all__ = ["NearCache"]

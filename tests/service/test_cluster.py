@@ -151,19 +151,3 @@ async def test_a_node_restarted_empty_forgets_no_revocation(cluster: RedisCluste
         await asyncio.sleep(1.1)
         assert (await own_task(client.get("/private", headers={"Authorization": f"Bearer {fresh}"}))).status_code == 200
     await redis.aclose()
-
-
-async def test_the_near_cache_is_off_on_a_cluster_and_says_why(
-    cluster: RedisCluster, caplog: pytest.LogCaptureFixture
-) -> None:
-    from gateway import NearCache
-    from tests.conftest import redis_client
-
-    redis = redis_client(cluster.url, redis_mode="cluster")
-    near = NearCache(redis=redis, prefixes=["listing:"])
-    await near.start(wait=0.5)
-    assert not near.active and near.disabled_reason is not None and "Cluster" in near.disabled_reason
-    assert near.put("listing:1", b"{}", near.mark()) is False and near.get("listing:1") is None
-    assert "near cache off: Redis Cluster" in caplog.text
-    await near.aclose()
-    await redis.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,55 +16,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.testing import RedisServer, find_redis_server, free_port, ping
+from gateway.testing import RedisServer, free_port
 from service.app import create_app
 from tests.conftest import bearer, http_client, login, make_settings
+from tests.sentinel import command, sentinel_setup, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-def command(port: int, *words: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall((" ".join(words) + "\r\n").encode())
-        time.sleep(0.05)
-        return sock.recv(65536)
-
-
-def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, int]]:
-    master = RedisServer().start()
-    replica = RedisServer(extra_args=["--replicaof", "127.0.0.1", str(master.port)]).start()
-    wait_for(lambda: b"master_link_status:up" in command(replica.port, "INFO", "replication"))
-    port = free_port()
-    config = tmp_path / "sentinel.conf"
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
-        "sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n"
-    )
-    sentinel = subprocess.Popen([find_redis_server(), str(config), "--sentinel"], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: ping("127.0.0.1", port))
-        wait_for(lambda: str(master.port).encode() in command(port, "SENTINEL", "get-master-addr-by-name", "mymaster"))
-        yield master, replica, port
-    finally:
-        sentinel.terminate()
-        sentinel.wait(timeout=10)
-        replica.close()
-        master.close()
+def sentinel(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, int]]:
+    with sentinel_setup(tmp_path) as running:
+        yield running
 
 
 async def test_sentinel_failover_without_restart(
-    sentinel_setup: tuple[RedisServer, RedisServer, int], tmp_path: Path
+    sentinel: tuple[RedisServer, RedisServer, int], tmp_path: Path
 ) -> None:
-    _, replica, sentinel_port = sentinel_setup
+    _, replica, sentinel_port = sentinel
     settings = make_settings(
         "", tmp_path, redis_mode="sentinel", redis_sentinels=f"127.0.0.1:{sentinel_port}",
         redis_sentinel_master="mymaster",
