@@ -1,19 +1,22 @@
 """``NearCache``: process-local copies of hot cache entries, kept coherent by Redis.
 
-One connection per process asks Redis for server-assisted invalidation (``CLIENT TRACKING ON BCAST
-PREFIX <prefix>``, RESP3): Redis then pushes the name of every key under the prefix that anyone
-changes, deletes or lets expire, and the local copy is dropped. What holds:
+A process's tracking channel asks Redis for server-assisted invalidation (``CLIENT TRACKING ON
+BCAST PREFIX <prefix>``, RESP3): Redis then pushes the name of every key under the prefix that
+anyone changes, deletes or lets expire, and the local copy is dropped. A server pushes only its own
+changes, so the channel holds one connection to every server that may take a write: the one server,
+or on Sentinel the master and its replicas, or on Cluster every node (``gateway.topology``). What
+holds:
 
-- **Read-your-writes on one host.** Before a local copy is served, the channel's socket is read
+- **Read-your-writes on one host.** Before a local copy is served, the channel's sockets are read
   without blocking, in the request's own turn of the event loop (once per turn: one check covers
   every request that turn serves, since all of them were read from their sockets before it).
-  Redis writes the invalidation to that socket before it answers the write, so once a write has
+  Redis writes the invalidation to its socket before it answers the write, so once a write has
   answered its client, any request whose Redis step (the gateway's rate-limit and revocation
   check) ran after it finds the invalidation already in the socket's buffer, and gets the new
   value. Across hosts the push travels on its own TCP connection, so it is ordered only as the
   network orders it: typically within a network round trip of the write (docs/how-to/caching.md).
-- **Losing the channel never serves stale data.** When the connection drops, is killed, stops
-  answering its ``PING`` or Redis restarts, every local copy is dropped and the cache is bypassed
+- **Losing the channel never serves stale data.** When a connection drops, is killed, stops
+  answering its ``PING`` or its server restarts, every local copy is dropped and the cache is bypassed
   until tracking is re-established (with backoff, no restart).
 - **No stale fill.** A value read from Redis is kept only if no invalidation of its key (and no
   channel reset) arrived since the read was sent; the read's own fill counts, so a miss is kept

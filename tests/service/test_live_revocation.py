@@ -1,10 +1,12 @@
 """The service's live feed under the gate, as deployed: two service processes (the Procfile's line) on
-one Redis; a feed opened on one is closed within a second when its token is logged out through the
-other, as a WebSocket and as SSE; an anonymous handshake is refused before accept."""
+one Redis (standalone, a 3-master Cluster, or Sentinel with a replica); a feed opened on one is closed
+within a second when its token is logged out through the other, as a WebSocket and as SSE; an
+anonymous handshake is refused before accept."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +18,36 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.testing import RedisServer
+from gateway.testing import RedisCluster, RedisServer
 from tests.conftest import CODE_A, PHONE_A
 from tests.processes import ServiceProcess, service_env
+from tests.sentinel import sentinel_setup
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+@contextlib.contextmanager
+def redis_of(topology: str, tmp: Path) -> Iterator[dict[str, Any]]:
+    """A real Redis of that topology, and the settings that point the service at it."""
+    if topology == "standalone":
+        with RedisServer() as redis:
+            yield {"redis_url": redis.url}
+    elif topology == "cluster":
+        with RedisCluster(masters=3) as cluster:
+            yield {"redis_url": cluster.url, "redis_mode": "cluster"}
+    else:
+        with sentinel_setup(tmp) as (_, _, port):
+            yield {"redis_url": "", "redis_mode": "sentinel", "redis_sentinels": f"127.0.0.1:{port}"}
+
+
+@pytest.fixture(scope="module", params=["standalone", "cluster", "sentinel"])
+def services(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     tmp = Path(tmp_path_factory.mktemp("live"))
-    with RedisServer() as redis:
-        env = service_env(redis.url, f"sqlite+aiosqlite:///{tmp / 'kapi.db'}", rate_limit="100000/hour")
+    with redis_of(request.param, tmp) as redis:
+        url = redis.pop("redis_url")
+        env = service_env(url, f"sqlite+aiosqlite:///{tmp / 'kapi.db'}", rate_limit="100000/hour", **redis)
         with ServiceProcess(env, cwd=tmp) as first, ServiceProcess(env, cwd=tmp) as second:
             yield first, second
 
