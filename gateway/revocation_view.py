@@ -131,6 +131,8 @@ class RevocationView:
         changed = self._changed
         if any(changed.get(key, -1) > mark for key in keys):
             return False
+        if not all(self.channel.covers(key) for key in keys):
+            return False  # read from a server the channel does not follow yet (gateway.topology)
         age = self.max_age
         sid = claims.get("sid")
         if sid and self.blacklist.sessions is not None:
