@@ -225,12 +225,16 @@ def find_redis_cli(environ: Mapping[str, str] = os.environ) -> str:
 
 
 class RedisCluster:
-    """A local Redis Cluster of ``masters`` nodes on free ports (no replicas), for tests."""
+    """A local Redis Cluster of ``masters`` nodes on free ports, each with ``replicas`` replicas (none
+    by default), for tests. ``nodes`` lists every node; which are masters is the cluster's to say
+    (``CLUSTER NODES``), and changes with a failover."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+        self.replicas = replicas
         # A node also listens on its port + 10000 for the cluster bus.
-        self.nodes = [RedisServer(port=free_port(below=55535), extra_args=options) for _ in range(masters)]
+        count = masters * (1 + replicas)
+        self.nodes = [RedisServer(port=free_port(below=55535), extra_args=options) for _ in range(count)]
 
     @property
     def url(self) -> str:
@@ -251,16 +255,25 @@ class RedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [find_redis_cli(), "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [find_redis_cli(), "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
+             "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         for node in self.nodes:
-            while b"cluster_state:ok" not in self._info(node.port):
+            while b"cluster_state:ok" not in self._info(node.port) or not self._synced(node.port):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the cluster did not become ready")
                 time.sleep(0.1)
         return self
+
+    @staticmethod
+    def _synced(port: int) -> bool:
+        """A master, or a replica whose link to its master is up (a failover needs it)."""
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"INFO replication\r\n")
+            info = sock.recv(4096)
+        return b"role:master" in info or b"master_link_status:up" in info
 
     @staticmethod
     def _info(port: int) -> bytes:

@@ -283,3 +283,75 @@ async def test_warm_authenticated_reads_cost_no_round_trip_on_a_cluster(
         assert sources.count("HIT-LOCAL") == 300
         sent = [name for node in seen for name in node.names() if name not in ("CLUSTER", "PING")]
         assert len(sent) <= 15, sent  # the reservations' refills: a script call now and then
+
+
+def replicates(node: RedisServer, master: RedisServer) -> bool:
+    """Whether ``node`` is a replica of ``master`` (its own line of CLUSTER NODES says so)."""
+    own = next(line for line in command(node.port, "CLUSTER", "NODES").split(b"\n") if b"myself" in line)
+    return f"slave {node_id(master.port)}".encode() in own
+
+
+async def test_a_masters_failover_under_read_load_never_serves_a_value_older_than_the_new_masters_writes(
+    tmp_path: Path,
+) -> None:
+    """3 masters with a replica each; the master serving the listing is killed (SIGKILL) while one
+    instance writes and the other reads: once its replica has taken over, no read started after a
+    write it acknowledged returns an older listing, and the listing is served from memory again."""
+    with RedisCluster(masters=3, replicas=1) as cluster:
+        admin = ClusterClient.from_url(cluster.url, **client_options(cluster=True))
+        try:
+            async with two_instances(cluster.url, tmp_path, **SETTINGS) as (one, two):
+                headers = bearer(await login(one))
+                path = await new_listing(one, headers)
+                await held_in_memory(two, path)
+                _, master = await listing_node(admin, cluster.nodes, path)
+                [replica] = [n for n in cluster.nodes if replicates(n, master)]
+                reads: list[tuple[float, int, str]] = []
+                acknowledged: list[tuple[float, int]] = []  # writes sent once the replica took over
+                promoted_at: list[float] = []
+                stop = asyncio.Event()
+
+                async def reader() -> None:
+                    while not stop.is_set():
+                        started = time.monotonic()
+                        read = await own_task(two.get(path))
+                        if read.status_code == 200:
+                            reads.append((started, int(read.json()["title"][1:]), read.headers["x-cache"]))
+                        await asyncio.sleep(0.002)
+
+                async def writer() -> None:
+                    number = 0
+                    while not stop.is_set():
+                        number += 1
+                        sent = time.monotonic()
+                        patched = await own_task(one.patch(path, json={"title": f"w{number}"}, headers=headers))
+                        if patched.status_code == 200 and promoted_at and sent > promoted_at[0]:
+                            acknowledged.append((time.monotonic(), number))
+                        await asyncio.sleep(0.01)
+
+                tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+                await asyncio.sleep(0.3)
+                master.kill()
+                try:
+                    deadline = time.monotonic() + 30
+                    while b"role:master" not in command(replica.port, "INFO", "replication"):
+                        assert time.monotonic() < deadline, "no failover"
+                        await asyncio.sleep(0.05)
+                    promoted_at.append(time.monotonic())
+                    while len(acknowledged) < 30:
+                        assert time.monotonic() < deadline + 20, "no write through the new master"
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.3)
+                finally:
+                    stop.set()
+                    await asyncio.gather(*tasks)
+                stale = []
+                for started, number, source in reads:
+                    newest = [n for at, n in acknowledged if at < started]
+                    if newest and number < newest[-1]:
+                        stale.append((number, newest[-1], source))
+                assert stale == []
+                assert sum(1 for started, _, _ in reads if started > acknowledged[0][0]) > 30
+                await until_local(two, path)  # followed again without the dead node
+        finally:
+            await admin.aclose()
