@@ -8,9 +8,9 @@ documented query shape: each shape is ``--queries`` distinct queries, asked once
 cache cold (``X-Cache: MISS``) and once warm (``HIT``), sequentially from one client. A last shape,
 *adversarial*, is every query of ``adversarial()``: the ones a client would pick to be slow (frequent
 words rarely side by side, the longest query, words run together, punctuation, lone letters, frequent
-text behind filters few listings pass). It prints the table with each shape's slowest query and the
-slowest of all, writes ``bench/search-results.json``, and the ``EXPLAIN`` of each shape. Everything it
-started is stopped.
+text behind filters few listings pass, price ranges of every width alone and deep in their pages). It
+prints the table with each shape's slowest query and the slowest of all, writes
+``bench/search-results.json``, and the ``EXPLAIN`` of each shape. Everything it started is stopped.
 """
 
 from __future__ import annotations
@@ -280,6 +280,14 @@ def adversarial(rows: int) -> list[dict[str, str]]:
     for _ in range(5):  # deep pages of a pair and of a trio
         add(" ".join(sample(2)), cursor=format(rnd.randint(rows // 10, rows // 2), "x"))
         add(" ".join(sample(3)), cursor=format(rnd.randint(rows // 10, rows // 2), "x"))
+    for _ in range(5):  # filters alone: ranges of every width (most listings, or a few), deep pages of them
+        low = rnd.randint(10, 4_000_000)
+        for width in (1000, 50_000, 500_000, 3_000_000):
+            add(min_price=str(low), max_price=str(low + width))
+        add(min_price=str(low), max_price=str(low + 20_000), cursor=format(rnd.randint(rows // 100, rows // 2), "x"))
+        add(min_price=str(low), cursor=format(rnd.randint(rows // 100, rows // 2), "x"))
+        add(max_price=str(rnd.randint(10, 100_000)))
+        add(city=rnd.choice(cities), min_price=str(low), max_price=str(low + rnd.choice([5000, 1_000_000])))
     return list(queries.values())
 
 

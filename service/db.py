@@ -281,6 +281,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 'CREATE INDEX IF NOT EXISTS search_words_prefix ON search_words ((left(word, 200) COLLATE "C"))',
                 "CREATE INDEX IF NOT EXISTS search_words_suffix ON search_words "
                 '((left(reverse(word), 200) COLLATE "C"))',
+                # A price range's page (no city) takes its ids from this index alone, sorted there, then
+                # reads its rows; with a cursor the planner otherwise walked the primary key, reading every
+                # row for its price (a 0.4% range: 7,349 rows, 90 ms cold).
+                "CREATE INDEX IF NOT EXISTS listings_price_id ON listings (price_minor) INCLUDE (id)",
+                "DROP INDEX IF EXISTS listings_price",
                 "ANALYZE listings",
                 "ANALYZE search_words",
             ),
