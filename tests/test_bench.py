@@ -92,3 +92,23 @@ def test_search_bench_smoke_run_times_every_shape_on_both_databases(tmp_path: Pa
         plans = [plan for name, plan in report["plans"]["sqlite"].items() if name.startswith(shape)]
         assert plans and not any(line.startswith("SCAN listings") for plan in plans for line in plan), shape
     assert "| common word |" in result.stdout and "Slowest query on sqlite" in result.stdout
+
+
+@pytest.mark.slow
+def test_topologies_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "topologies.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.topologies", "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["app"]: row for row in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["standalone", "standalone-before", "cluster", "cluster-before", "sentinel", "sentinel-before"]
+    assert all(row["requests_measured"] > 0 and row["non_2xx"] == 0 for row in rows.values())
+    for topology in ("cluster", "sentinel"):
+        # A warm read costs no round trip there now, where it cost the gateway's script call and the cache's.
+        assert rows[topology]["redis_script_calls_per_request"] < 0.5, rows[topology]
+        before = rows[f"{topology}-before"]
+        assert before["redis_script_calls_per_request"] >= 1, before
+        assert before["redis_sent_per_request_monitor"] >= 1.9, before  # sequential: both trips, every read
+    assert "| Cluster (3 masters) | default |" in result.stdout
