@@ -56,6 +56,7 @@ async def test_every_filter_path_finds_exactly_the_listings_that_pass(
     """``cutoff`` moves the counts that choose a path (1: always past them, 10,000: never)."""
     monkeypatch.setattr(store, "IDS_FIRST", cutoff)
     monkeypatch.setattr(store, "LEAD_PROBE", cutoff)
+    monkeypatch.setattr(store, "FREQUENT_TEXT", (cutoff, 200))
     listing_store = ListingStore(database)
     rnd = random.Random(cutoff)
     listings: dict[int, dict[str, Any]] = {}
