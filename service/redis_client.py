@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
-from redis.cluster import PRIMARY
 
 from gateway.connection import check_client, client_options, use_hiredis_packing
+from service.cluster_client import AskingCluster
 from service.settings import Settings
 
 #: Seconds a request may wait for a free pooled connection (local contention, not Redis slowness).
@@ -42,22 +41,6 @@ def describe(settings: Settings) -> str:
     return f"{settings.redis_mode} redis://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
 
 
-class _Cluster(RedisCluster):
-    """A cluster client that can follow an ``ASK`` redirect to a node it has not met: redis-py 8
-    (8.2 at least, redis/redis-py#4015) looks the target up in its slot table alone, where a node
-    importing its first slot is not yet, and fails with ``AttributeError`` (a 500) on every command
-    for that slot until the move ends. The node is added as its ``MOVED`` handling adds one; the
-    next topology refresh keeps or drops it. Tested: tests/service/test_near_cache_cluster.py."""
-
-    def get_node(self, host: str | None = None, port: int | None = None, node_name: str | None = None) -> Any:
-        node = super().get_node(host, port, node_name)
-        if node is None and host and port:
-            manager = self.nodes_manager
-            node = ClusterNode(host, port, PRIMARY, **manager.connection_kwargs)
-            manager.set_nodes(manager.nodes_cache, {node.name: node})
-        return node
-
-
 def create_redis(settings: Settings) -> Redis | RedisCluster:
     """The process's one client, checked against what the gateway asks of it (``check_client``)."""
     client = _build(settings)
@@ -69,7 +52,7 @@ def _build(settings: Settings) -> Redis | RedisCluster:
     options = redis_options(settings)
     if settings.redis_mode == "cluster":
         url = settings.redis_url or f"redis://{settings.redis_host}:{settings.redis_port}"
-        return _Cluster.from_url(url, **options)  # no retries: see gateway.connection
+        return AskingCluster.from_url(url, **options)  # no retries: see gateway.connection
     if settings.redis_mode == "sentinel":
         if not settings.redis_sentinels:
             raise ValueError("REDIS_SENTINELS is required when REDIS_MODE=sentinel")

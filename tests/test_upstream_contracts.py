@@ -19,6 +19,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -52,7 +53,7 @@ FENCES = {
     "uvicorn": "service/protocol.py (HttpProtocol)",
     "prometheus-client": "service/metrics.py (_add_to_histogram)",
     "databases": "service/db.py (SQLitePool)",
-    "redis": "gateway/scripts.py (ScriptRunner)",
+    "redis": "gateway/scripts.py (ScriptRunner), gateway/topology.py and service/cluster_client.py (AskingCluster)",
 }
 
 
@@ -506,3 +507,25 @@ async def test_redis_py_pipeline_prepares_nothing_for_script_calls(redis_server:
             await connection_pool.release(connection)
     finally:
         await client.aclose()
+
+
+# redis-py: what service/cluster_client.py relies on in the cluster client's ASK branch.
+
+
+def test_redis_py_cluster_names_an_ask_target_by_position_and_sends_asking_on_its_own() -> None:
+    """``AskingCluster`` wraps the node only for a ``get_node`` call with two positional arguments,
+    which in redis-py 8 is its ASK branch alone, and folds the ``ASKING`` it then sends into the next
+    command. This fails if that branch, or any other caller's spelling, changes."""
+    from redis.asyncio import cluster
+
+    calls = re.findall(r"\.get_node\(([^)]*)\)", inspect.getsource(cluster))
+    positional = sorted(args for args in calls if args.strip() and "=" not in args.split(",")[0])
+    # The second is RedisCluster.get_node asking its nodes manager (three arguments: never wrapped).
+    assert positional == ["*redirect_addr", "host, port, node_name"], broken(
+        "redis", f"get_node is now called by position elsewhere, or not in the ASK branch: {positional}"
+    )
+    branch = inspect.getsource(cluster.RedisCluster._execute_command)
+    ask = ("target_node = self.get_node(*redirect_addr)", 'await target_node.execute_command("ASKING")')
+    assert all(line in branch for line in ask), broken(
+        "redis", "the ASK branch no longer looks up its target by position and sends ASKING as a command of its own"
+    )

@@ -151,3 +151,47 @@ async def test_a_node_restarted_empty_forgets_no_revocation(cluster: RedisCluste
         await asyncio.sleep(1.1)
         assert (await own_task(client.get("/private", headers={"Authorization": f"Bearer {fresh}"}))).status_code == 200
     await redis.aclose()
+
+
+@pytest.mark.parametrize("target", ["a master", "a node that just joined"])
+async def test_commands_for_a_slot_in_migration_follow_ask_redirects_under_concurrency(
+    cluster: RedisCluster, tmp_path: Path, target: str
+) -> None:
+    """During a resharding the source answers ASK for keys already moved: the service's client sends
+    ASKING and the command on one connection of the target, however many it holds, and finds a
+    target it has never met (redis-py alone fails both: service/cluster_client.py)."""
+    from gateway.testing import RedisServer, free_port
+    from tests.conftest import redis_client
+    from tests.service.test_near_cache_cluster import command, node_id
+
+    client = redis_client(cluster.url, redis_mode="cluster", redis_timeout=2, redis_connect_timeout=2)
+    options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+    with RedisServer(port=free_port(below=55535), extra_args=options) as joining:
+        key = f"ask-test:{target}"
+        await client.set(key, b"moved")
+        slot = client.keyslot(key)
+        source = next(n for n in cluster.nodes if n.port == int(client.nodes_manager.get_node_from_slot(slot).port))
+        if target == "a master":
+            destination = next(n for n in cluster.nodes if n is not source)
+        else:
+            destination = joining
+            assert b"OK" in command(cluster.nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", joining.port)
+            while not (all(node_id(joining.port).encode() in command(n.port, "CLUSTER", "NODES") for n in cluster.nodes)
+                       and b"cluster_state:ok" in command(joining.port, "CLUSTER", "INFO")):
+                await asyncio.sleep(0.1)
+        try:
+            assert b"OK" in command(destination.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source.port))
+            assert b"OK" in command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(destination.port))
+            assert b"OK" in command(source.port, "MIGRATE", "127.0.0.1", destination.port, key, 0, 5000)
+            for _ in range(3):  # the target's pool holds several idle connections after each burst
+                got = await asyncio.gather(*(client.get(key) for _ in range(20)))
+                assert got == [b"moved"] * 20
+                for _ in range(5):  # one at a time, with those idle connections
+                    assert await client.get(key) == b"moved"
+        finally:  # put the slot back where it was, for the module's other tests
+            command(destination.port, "MIGRATE", "127.0.0.1", source.port, key, 0, 5000)
+            for node in [*cluster.nodes, destination]:
+                command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", node_id(source.port))
+            for node in cluster.nodes:
+                command(node.port, "CLUSTER", "FORGET", node_id(joining.port))
+            await client.aclose()
