@@ -58,8 +58,8 @@ BAND_WALK_TERMS = 64
 #: SQLite, a query with filters: how many rows of the filters' index and of the text index are counted
 #: to choose which one leads (``_filters_lead``).
 LEAD_PROBE = 2000
-#: SQLite: a text held by at least this many of this many newest listings is frequent: filters that
-#: pass fewer than ``LEAD_PROBE`` listings lead it without counting the text index's candidates.
+#: A text held by at least this many of this many newest listings is frequent: filters that pass fewer
+#: than ``LEAD_PROBE`` listings lead it (on SQLite without counting the text index's candidates).
 FREQUENT_TEXT = (50, 200)
 #: SQLite, a price range without text: when fewer listings than this pass the filters, the page's ids
 #: are taken from their index alone (it holds the id) and sorted there, and only the page's rows are
@@ -452,7 +452,14 @@ class ListingStore:
         # ids below them; PostgreSQL runs a UNION ALL's branches in order and stops at the page's end.
         top = f"(SELECT (LEAST(max(id) + 1, :below) - 1) / {search.ID_BAND} FROM listings)"
         steps = BAND_STEPS if all(len(group) <= BAND_WALK_TERMS for group in groups) else ()
-        if steps and filters and await self._few_pass(filters, values):
+        few, frequent = await self._filters_pass(filters, values) if filters else (False, False)
+        if few and frequent:
+            # The filters lead: the ids that pass, from their index alone, newest first; rows are read
+            # only until a page holds the text (a nested loop the LIMIT stops).
+            ids = f"SELECT l.id FROM listings l {self._where([*filters, *below])} ORDER BY l.id DESC"
+            sql = f"{select} JOIN ({ids}) AS ids ON l.id = ids.id WHERE {check} ORDER BY ids.id DESC LIMIT :limit"
+            return list(await self.database.fetch_all(sql, {k: v for k, v in values.items() if f":{k}" in sql}))
+        if few:
             steps = ()  # the filters' index meets the text's in one bitmap search: a walk would repeat it
         branches, walked = [], 0
         for size in steps:
@@ -467,16 +474,23 @@ class ListingStore:
         rows = await self.database.fetch_all(sql, {name: value for name, value in values.items() if f":{name}" in sql})
         return sorted(rows, key=lambda row: -row._mapping["id"])
 
-    async def _few_pass(self, filters: list[str], values: dict[str, Any]) -> bool:
+    async def _filters_pass(self, filters: list[str], values: dict[str, Any]) -> tuple[bool, bool]:
         """PostgreSQL: whether fewer than ``LEAD_PROBE`` listings pass ``filters`` (city, price; counted
-        from their index alone). Then the planner meets the text's GIN search with the filters' index in
-        one bitmap, and reads only the rows in both; walking id bands would search both again per band
-        (a frequent 2-character text in a city and a 1% price range: 589 index pages, 190 ms cold)."""
-        sql = f"SELECT count(*) FROM (SELECT 1 FROM listings l {self._where(filters)} LIMIT :probe) AS passing"
+        from their index alone), and whether the text is frequent (in ``FREQUENT_TEXT`` of the newest
+        listings). Few and frequent: the filters lead, a page is found within a few dozen of their rows.
+        Few: the planner meets the text's GIN search with the filters' index in one bitmap, and reads
+        only the rows in both; walking id bands would search both again per band (a frequent
+        2-character text in a city and a 1% price range: 589 index pages, 190 ms cold)."""
+        hits, newest = FREQUENT_TEXT
+        sql = (
+            f"SELECT (SELECT count(*) FROM (SELECT 1 FROM listings l {self._where(filters)} LIMIT :probe) AS passing), "
+            f"(SELECT count(*) FROM (SELECT search FROM listings ORDER BY id DESC LIMIT {newest}) AS newest "
+            "WHERE strpos(newest.search, :q) > 0)"
+        )
         used = {name: value for name, value in values.items() if f":{name}" in sql}
-        count = await self.database.fetch_one(sql, used | {"probe": LEAD_PROBE})
-        assert count is not None
-        return bool(count[0] < LEAD_PROBE)
+        counts = await self.database.fetch_one(sql, used | {"probe": LEAD_PROBE})
+        assert counts is not None
+        return counts[0] < LEAD_PROBE, counts[1] >= hits
 
     @staticmethod
     def _where(clauses: list[str]) -> str:
