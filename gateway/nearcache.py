@@ -74,6 +74,7 @@ class InvalidationListener(Protocol):
 
 
 _READ_SIZE = 65536
+_LOOK_GAP = 0.25  # seconds between looks at the servers when refused fills ask for them sooner
 _MORE = object()  # hiredis: the frame is not all there yet (None and False are replies)
 
 
@@ -262,11 +263,12 @@ class NearCache:
     async def aclose(self) -> None:
         """Stop the tracking channel (call it in the app's shutdown): local copies are dropped and
         every ``listen``-er is told the channel is lost."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        while task is not None and not task.done():  # a cancel some library swallows is sent again
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            logger.warning("near cache: the tracking task had failed: %r", task.exception())
         self._close()
         for _, listener in self._listeners:
             listener.lost("the channel was closed")
@@ -422,9 +424,20 @@ class NearCache:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            delay, failing = 0.05, False
-            self._arm(channels)
-            await self._watch(self._topology)
+            failing = False
+            armed_at = time.monotonic()
+            try:
+                self._arm(channels)
+                await self._watch(self._topology)
+            except Exception:  # a listener or the events sink failed: never leave the channel unwatched
+                logger.exception("near cache: the tracking channel failed; starting it again")
+                self._reset("the tracking channel failed")
+            # A channel lost soon after it was armed (a flapping server) is not re-armed at once.
+            if time.monotonic() - armed_at < 5.0:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                delay = 0.05
 
     async def _open(self, endpoints: Iterable[Endpoint], *, required: bool) -> list[_Channel]:
         """Connect to each endpoint at once. A required one that fails fails them all (``required``);
@@ -445,7 +458,7 @@ class NearCache:
                 if required and endpoint.required and error is None:
                     error = result
                 continue
-            channels.append(_Channel(endpoint.address, *result))
+            channels.append(_Channel(endpoint.address, *result, aliases=endpoint.aliases))
         if error is None and required and not channels:
             error = ConnectionError("no server to follow answered")
         if error is not None:
@@ -474,16 +487,22 @@ class NearCache:
         for channel in channels:
             self._loop.add_reader(channel.fd, self._readable, channel)
         self._channels += tuple(channels)
-        self._followed = frozenset(channel.address for channel in self._channels)
+        self._followed = frozenset(
+            address for channel in self._channels for address in (channel.address, *channel.aliases)
+        )
         self._plain = not any(isinstance(channel.sock, ssl.SSLSocket) for channel in self._channels)
 
     async def _watch(self, topology: Topology) -> None:
         """PING each channel (a connection that stops answering is as good as lost) and, on Sentinel
         and Cluster, look at the servers: a new one is followed from now on."""
+        looked = 0.0
         while self._channels:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.ping_interval)
+                async with asyncio.timeout(self.ping_interval):  # (3.11's wait_for can swallow a cancel)
+                    await self._wake.wait()
             self._wake.clear()
+            if (pause := looked + _LOOK_GAP - time.monotonic()) > 0:
+                await asyncio.sleep(pause)  # woken by refusals: at most one look per _LOOK_GAP
             if not self._channels:
                 return
             now = time.monotonic()
@@ -499,13 +518,15 @@ class NearCache:
                         return
                     channel.pong_due = now + max(self.ping_interval, self.connect_timeout)
             if topology.changes:
+                looked = time.monotonic()
                 await self._look(topology)
 
     async def _look(self, topology: Topology) -> None:
         """Follow the servers that joined since the channel was armed (none is dropped here: a
         server that goes away closes its connection, which resets the channel)."""
         try:
-            endpoints = await asyncio.wait_for(topology.endpoints(), max(self.connect_timeout, 0.1))
+            async with asyncio.timeout(max(self.connect_timeout, 0.1)):
+                endpoints = await topology.endpoints()
             new = [e for e in endpoints if e.address not in self._followed]
             if not new:
                 return
@@ -516,6 +537,13 @@ class NearCache:
         if not self._channels:  # reset meanwhile
             for channel in channels:
                 channel.close()
+            return
+        opened = {channel.address for channel in channels}
+        missing = [e for e in new if e.required and e.address not in opened]
+        if missing:  # a server that takes writes and cannot be followed: nothing local can be trusted
+            for channel in channels:
+                channel.close()
+            self._reset(f"a server that takes writes cannot be followed ({_address_name(missing[0].address)})")
             return
         self._add(channels)
         logger.info("near cache: now also tracking %s", _names(channels))
@@ -583,10 +611,13 @@ class NearCache:
 class _Channel:
     """One followed server's tracking connection."""
 
-    __slots__ = ("address", "fd", "pong_due", "reader", "sock")
+    __slots__ = ("address", "aliases", "fd", "pong_due", "reader", "sock")
 
-    def __init__(self, address: Address, sock: socket.socket, reader: hiredis.Reader) -> None:
+    def __init__(
+        self, address: Address, sock: socket.socket, reader: hiredis.Reader, *, aliases: tuple[Address, ...] = ()
+    ) -> None:
         self.address = address
+        self.aliases = aliases
         self.sock = sock
         self.reader = reader
         self.fd = sock.fileno()
@@ -594,7 +625,7 @@ class _Channel:
 
     @property
     def name(self) -> str:
-        return self.address if isinstance(self.address, str) else f"{self.address[0]}:{self.address[1]}"
+        return _address_name(self.address)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -605,6 +636,10 @@ class _Channel:
 
 def _names(channels: Iterable[_Channel]) -> str:
     return ", ".join(channel.name for channel in channels)
+
+
+def _address_name(address: Address) -> str:
+    return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
 
 
 def _command(*parts: str | bytes | int) -> bytes:

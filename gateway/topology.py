@@ -47,6 +47,8 @@ class Endpoint(NamedTuple):
     #: Without it nothing is followed (the server writes go to); a replica that does not answer is
     #: left out until the next look.
     required: bool = True
+    #: Other names the client may know the server by (a Cluster node's announced host name).
+    aliases: tuple[Address, ...] = ()
 
 
 class Topology:
@@ -114,14 +116,19 @@ class ClusterTopology(Topology):
         nodes: Any = await client.cluster_nodes()
         node = client.get_default_node() or client.get_nodes()[0]
         template = _endpoint(node.connection_class, node.connection_kwargs)
+        remap = getattr(client.nodes_manager, "remap_host_port", None)  # the client's address_remap
         found = []
         for name, info in nodes.items():
             flags = set(str(info.get("flags", "")).split(","))
             if flags & {"fail", "handshake", "noaddr"}:
                 continue
-            host, _, port = str(name).rpartition(":")
+            host, _, port_text = str(name).rpartition(":")
+            port = int(port_text.split("@")[0])
+            names = [(host, port)] + ([(str(info["hostname"]), port)] if info.get("hostname") else [])
+            if callable(remap):  # where the client itself connects
+                names = [_address(remap(*address)) for address in names]
             serving = "master" in flags and bool(info.get("slots"))
-            found.append(template._replace(address=(host, int(port.split("@")[0])), required=serving))
+            found.append(template._replace(address=names[0], required=serving, aliases=tuple(names[1:])))
         if not any(endpoint.required for endpoint in found):
             raise ConnectionError("the cluster serves no slots")
         return _unique(found)

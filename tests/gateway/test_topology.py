@@ -3,8 +3,11 @@ setups: every server that may take a write of a key, so no change goes unpushed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
@@ -96,6 +99,34 @@ async def test_on_a_cluster_every_node_is_followed() -> None:
             await redis.aclose()
 
 
+async def test_refused_fills_ask_for_a_look_at_most_four_times_a_second() -> None:
+    """A fill from a server not followed asks for a look at the servers sooner; a deployment where
+    every fill is refused (the client's names never match) must not turn that into a storm of
+    ``CLUSTER NODES``."""
+    with LocalCluster(masters=3) as cluster:
+        redis = RedisCluster.from_url(cluster.url, **client_options(cluster=True))
+        near = NearCache(redis=redis, prefixes=["item:"])
+        try:
+            await near.start(wait=5)
+            assert near.active
+            topology: Any = near._topology
+            topology.covers = lambda key, followed: False  # as if the slot table named other hosts
+
+            def looks() -> int:
+                stats = [command(node.port, "INFO", "commandstats").decode() for node in cluster.nodes]
+                return sum(int(line.split("calls=")[1].split(",")[0]) for text in stats
+                           for line in text.splitlines() if line.startswith("cmdstat_cluster|nodes:"))  # fmt: skip
+
+            before, started = looks(), time.monotonic()
+            while time.monotonic() - started < 2:
+                assert not near.put("item:1", b"x", near.mark())
+                await asyncio.sleep(0.001)
+            assert looks() - before <= 12  # 2 s at one look per 0.25 s, and the regular ones
+        finally:
+            await near.aclose()
+            await redis.aclose()
+
+
 def test_redis_py_contract_of_the_topology() -> None:
     """What gateway/topology.py reads from redis-py (redis>=8,<9), stated once."""
     pool = Sentinel([("127.0.0.1", 1)]).master_for("mymaster").connection_pool  # type: ignore[no-untyped-call,unused-ignore]
@@ -107,3 +138,4 @@ def test_redis_py_contract_of_the_topology() -> None:
     assert callable(cluster.nodes_manager.get_node_from_slot)
     assert cluster.keyslot("item:1") == 13307  # CLUSTER KEYSLOT item:1
     assert callable(cluster.cluster_nodes) and callable(cluster.get_default_node)
+    assert cluster.nodes_manager.remap_host_port("127.0.0.1", 7000) == ("127.0.0.1", 7000)
