@@ -4,6 +4,7 @@ no CROSSSLOT errors, one command per gateway step, and users' keys spread over t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,12 @@ async def test_commands_for_a_slot_in_migration_follow_ask_redirects_under_concu
         else:
             destination = joining
             assert b"OK" in command(cluster.nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", joining.port)
-            while not (all(node_id(joining.port).encode() in command(n.port, "CLUSTER", "NODES") for n in cluster.nodes)
-                       and b"cluster_state:ok" in command(joining.port, "CLUSTER", "INFO")):
+            deadline = time.monotonic() + 20
+            while not (
+                all(node_id(joining.port).encode() in command(n.port, "CLUSTER", "NODES") for n in cluster.nodes)
+                and b"cluster_state:ok" in command(joining.port, "CLUSTER", "INFO")
+            ):
+                assert time.monotonic() < deadline, "the new node did not join"
                 await asyncio.sleep(0.1)
         try:
             assert b"OK" in command(destination.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source.port))

@@ -46,6 +46,67 @@ async def held_in_memory(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path)).headers["x-cache"] == "HIT-LOCAL"
 
 
+class WriteReadLoad:
+    """Through a failover: one instance writes a listing's title over and over (``w1``, ``w2``, ...)
+    while the other reads it in a loop. Writes sent after ``promoted()`` and answered are the ones the
+    new master acknowledged; ``stale()`` lists every read started after one of them that returned an
+    older title."""
+
+    def __init__(self, writer: httpx.AsyncClient, reader: httpx.AsyncClient, path: str, headers: dict[str, str]):
+        self.writer, self.reader, self.path, self.headers = writer, reader, path, headers
+        self.reads: list[tuple[float, int, str]] = []
+        self.acknowledged: list[tuple[float, int]] = []
+        self._promoted: float | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> WriteReadLoad:
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
+        await asyncio.sleep(0.3)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    def promoted(self) -> None:
+        self._promoted = time.monotonic()
+
+    async def until_acknowledged(self, count: int, within: float) -> None:
+        deadline = time.monotonic() + within
+        while len(self.acknowledged) < count:
+            assert time.monotonic() < deadline, "no write through the new master"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # reads after the last of them
+
+    def stale(self) -> list[tuple[int, int, str]]:
+        stale = []
+        for started, number, source in self.reads:
+            newest = [n for at, n in self.acknowledged if at < started]
+            if newest and number < newest[-1]:
+                stale.append((number, newest[-1], source))
+        assert sum(1 for started, _, _ in self.reads if started > self.acknowledged[0][0]) > 30
+        return stale
+
+    async def _read(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            read = await own_task(self.reader.get(self.path))
+            if read.status_code == 200:
+                self.reads.append((started, int(read.json()["title"][1:]), read.headers["x-cache"]))
+            await asyncio.sleep(0.002)
+
+    async def _write(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            sent = time.monotonic()
+            patched = await own_task(self.writer.patch(self.path, json={"title": f"w{number}"}, headers=self.headers))
+            if patched.status_code == 200 and self._promoted is not None and sent > self._promoted:
+                self.acknowledged.append((time.monotonic(), number))
+            await asyncio.sleep(0.01)
+
+
 async def test_a_patch_on_one_instance_is_never_followed_by_the_old_listing_on_the_other(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:

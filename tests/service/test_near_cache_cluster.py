@@ -27,7 +27,7 @@ from gateway.testing import RedisCluster, RedisServer, free_port
 from gateway.tokens import TokenIssuer, new_id
 from tests.conftest import TEST_SECRET, bearer, login, own_task
 from tests.monitor import client_commands
-from tests.service.test_near_cache import held_in_memory, new_listing, two_instances
+from tests.service.test_near_cache import WriteReadLoad, held_in_memory, new_listing, two_instances
 
 pytestmark = pytest.mark.anyio
 
@@ -306,52 +306,15 @@ async def test_a_masters_failover_under_read_load_never_serves_a_value_older_tha
                 await held_in_memory(two, path)
                 _, master = await listing_node(admin, cluster.nodes, path)
                 [replica] = [n for n in cluster.nodes if replicates(n, master)]
-                reads: list[tuple[float, int, str]] = []
-                acknowledged: list[tuple[float, int]] = []  # writes sent once the replica took over
-                promoted_at: list[float] = []
-                stop = asyncio.Event()
-
-                async def reader() -> None:
-                    while not stop.is_set():
-                        started = time.monotonic()
-                        read = await own_task(two.get(path))
-                        if read.status_code == 200:
-                            reads.append((started, int(read.json()["title"][1:]), read.headers["x-cache"]))
-                        await asyncio.sleep(0.002)
-
-                async def writer() -> None:
-                    number = 0
-                    while not stop.is_set():
-                        number += 1
-                        sent = time.monotonic()
-                        patched = await own_task(one.patch(path, json={"title": f"w{number}"}, headers=headers))
-                        if patched.status_code == 200 and promoted_at and sent > promoted_at[0]:
-                            acknowledged.append((time.monotonic(), number))
-                        await asyncio.sleep(0.01)
-
-                tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
-                await asyncio.sleep(0.3)
-                master.kill()
-                try:
+                async with WriteReadLoad(one, two, path, headers) as load:
+                    master.kill()
                     deadline = time.monotonic() + 30
                     while b"role:master" not in command(replica.port, "INFO", "replication"):
                         assert time.monotonic() < deadline, "no failover"
                         await asyncio.sleep(0.05)
-                    promoted_at.append(time.monotonic())
-                    while len(acknowledged) < 30:
-                        assert time.monotonic() < deadline + 20, "no write through the new master"
-                        await asyncio.sleep(0.05)
-                    await asyncio.sleep(0.3)
-                finally:
-                    stop.set()
-                    await asyncio.gather(*tasks)
-                stale = []
-                for started, number, source in reads:
-                    newest = [n for at, n in acknowledged if at < started]
-                    if newest and number < newest[-1]:
-                        stale.append((number, newest[-1], source))
-                assert stale == []
-                assert sum(1 for started, _, _ in reads if started > acknowledged[0][0]) > 30
+                    load.promoted()
+                    await load.until_acknowledged(30, within=20)
+                assert load.stale() == []
                 await until_local(two, path)  # followed again without the dead node
         finally:
             await admin.aclose()

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from gateway.testing import RedisServer
-from tests.conftest import bearer, login, own_task, redis_client
+from tests.conftest import bearer, login, redis_client
 from tests.sentinel import command, master_port, sentinel_setup
-from tests.service.test_near_cache import held_in_memory, new_listing, two_instances
+from tests.service.test_near_cache import WriteReadLoad, held_in_memory, new_listing, two_instances
 from tests.service.test_near_cache_cluster import revocations_refused_at_once, until_local
 
 pytestmark = pytest.mark.anyio
@@ -41,56 +41,21 @@ async def test_a_failover_under_read_load_never_serves_a_value_older_than_the_ne
         headers = bearer(await login(one))
         path = await new_listing(one, headers)
         await held_in_memory(two, path)
-        reads: list[tuple[float, int, str]] = []
-        acknowledged: list[tuple[float, int]] = []  # writes sent once the new master was named, and answered
-        promoted_at: list[float] = []
-        stop = asyncio.Event()
-
-        async def reader() -> None:
-            while not stop.is_set():
-                started = time.monotonic()
-                read = await own_task(two.get(path))
-                if read.status_code == 200:
-                    reads.append((started, int(read.json()["title"][1:]), read.headers["x-cache"]))
-                await asyncio.sleep(0.002)
-
-        async def writer() -> None:
-            number = 0
-            while not stop.is_set():
-                number += 1
-                sent = time.monotonic()
-                patched = await own_task(one.patch(path, json={"title": f"w{number}"}, headers=headers))
-                if patched.status_code == 200 and promoted_at and sent > promoted_at[0]:
-                    acknowledged.append((time.monotonic(), number))
-                await asyncio.sleep(0.01)
-
-        tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
-        await asyncio.sleep(0.3)
-        if failover == "sentinel-failover":
-            assert b"OK" in command(sentinel_port, "SENTINEL", "FAILOVER", "mymaster")
-        else:
-            master.pause()  # SIGSTOP: its connections stay open, nothing answers
-        try:
-            deadline = time.monotonic() + 30
-            while str(replica.port).encode() not in await asyncio.to_thread(master_port, sentinel_port):
-                assert time.monotonic() < deadline, "no failover"
-                await asyncio.sleep(0.05)
-            promoted_at.append(time.monotonic())
-            while len(acknowledged) < 30:
-                assert time.monotonic() < deadline + 20, "the service did not write through the new master"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks)
-            master.resume()
-        stale = []
-        for started, number, source in reads:
-            newest = [n for at, n in acknowledged if at < started]
-            if newest and number < newest[-1]:
-                stale.append((number, newest[-1], source))
-        assert stale == []
-        assert sum(1 for started, _, _ in reads if started > acknowledged[0][0]) > 30
+        async with WriteReadLoad(one, two, path, headers) as load:
+            if failover == "sentinel-failover":
+                assert b"OK" in command(sentinel_port, "SENTINEL", "FAILOVER", "mymaster")
+            else:
+                master.pause()  # SIGSTOP: its connections stay open, nothing answers
+            try:
+                deadline = time.monotonic() + 30
+                while str(replica.port).encode() not in await asyncio.to_thread(master_port, sentinel_port):
+                    assert time.monotonic() < deadline, "no failover"
+                    await asyncio.sleep(0.05)
+                load.promoted()
+                await load.until_acknowledged(30, within=20)
+            finally:
+                master.resume()
+        assert load.stale() == []
         await until_local(two, path)  # the channel follows the new master: served from memory again
         assert b"role:master" in command(replica.port, "INFO", "replication")
 
