@@ -76,6 +76,8 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
         # One statement per batch, the batch as JSON (a statement per row is a round trip per row).
         if postgres:
             batch_rows = [{"id": row[0], **search.postgres_arrays(row[1], row[2], row[3])} for row in rows]
+            for arrays in batch_rows:  # schema 5's terms: migration 6 adds the longer runs
+                arrays["words"] = [t for t in arrays["words"] if not _long_run_term(t)]
             await database.execute(
                 "UPDATE listings AS l SET words = ARRAY(SELECT jsonb_array_elements_text(v.words)), "
                 "short_terms = ARRAY(SELECT jsonb_array_elements_text(v.short_terms)) "
@@ -84,7 +86,8 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
                 {"rows": json.dumps(batch_rows, ensure_ascii=False)},
             )
         else:
-            indexed = [[row[0], *search.sqlite_terms(row[1], row[2], row[3]).values()] for row in rows]
+            # Schema 5's exact terms (runs of 3 at most): migration 6 forgets them to add the longer runs.
+            indexed = [[row[0], *search.sqlite_terms(row[1], row[2], row[3], longest_run=3).values()] for row in rows]
             for n, table in enumerate(("listings_short", "listings_words"), start=1):
                 await database.execute(
                     f"INSERT INTO {table} (rowid, terms) SELECT json_extract(value, '$[0]'), "
@@ -92,6 +95,47 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
                     {"rows": json.dumps(indexed, ensure_ascii=False)},
                 )
         await remember_words(database, vocabulary)
+        last = rows[-1][0]
+
+
+def _long_run_term(text: str) -> bool:
+    """A word index term of a word written 4 or more times in a row (``search.word_terms``)."""
+    parts = text.split(" ")
+    return len(parts) > 3 and len(set(parts)) == 1
+
+
+async def _index_word_runs(database: Database, *, batch: int = 2000) -> None:
+    """Schema 6: the word index holds a word written k times in a row for every k up to 8, not 3
+    (``search.LONGEST_RUN``). Only the rows that repeat a word 4 or more times have new terms; they
+    are found in id order, a batch at a time, and indexed again (on SQLite a contentless table forgets
+    a row when given its exact old terms, schema 5's)."""
+    postgres = database.url.dialect.startswith("postgres")
+    last = 0
+    while True:
+        rows = await database.fetch_all(
+            "SELECT id, search, city_key, price_minor FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
+            {"last": last, "batch": batch},
+        )
+        if not rows:
+            return
+        for row in rows:
+            if not search.has_long_run(row[1]):
+                continue
+            if postgres:
+                words = search.postgres_arrays(row[1], row[2], row[3])["words"]
+                await database.execute(
+                    "UPDATE listings SET words = :words WHERE id = :id", {"id": row[0], "words": words}
+                )
+                continue
+            old = search.sqlite_terms(row[1], row[2], row[3], longest_run=3)["listings_words"]
+            new = search.sqlite_terms(row[1], row[2], row[3])["listings_words"]
+            await database.execute(
+                "INSERT INTO listings_words (listings_words, rowid, terms) VALUES ('delete', :id, :terms)",
+                {"id": row[0], "terms": old},
+            )
+            await database.execute(
+                "INSERT INTO listings_words (rowid, terms) VALUES (:id, :terms)", {"id": row[0], "terms": new}
+            )
         last = rows[-1][0]
 
 
@@ -135,6 +179,17 @@ async def remember_words(database: Database, words: list[str]) -> None:
 
 # ``{id}`` becomes the dialect's auto-increment primary key. Every statement is idempotent, so two
 # processes starting at once cannot break each other (PostgreSQL also takes an advisory lock).
+#: PostgreSQL: a price range's page (no city) takes its ids from ``listings_price_id`` alone, sorted
+#: there, then reads its rows; with a cursor the planner otherwise walked the primary key, reading every
+#: row for its price (a 0.4% range: 7,349 rows, 90 ms cold). So does a text query whose filters few
+#: listings pass (``ListingStore._filters_pass``), with ``listings_city_price_id``.
+_PRICE_ID_INDEXES: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS listings_price_id ON listings (price_minor) INCLUDE (id)",
+    "DROP INDEX IF EXISTS listings_price",
+    "CREATE INDEX IF NOT EXISTS listings_city_price_id ON listings (city_key, price_minor) INCLUDE (id)",
+    "DROP INDEX IF EXISTS listings_city_price",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -281,18 +336,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 'CREATE INDEX IF NOT EXISTS search_words_prefix ON search_words ((left(word, 200) COLLATE "C"))',
                 "CREATE INDEX IF NOT EXISTS search_words_suffix ON search_words "
                 '((left(reverse(word), 200) COLLATE "C"))',
-                # A price range's page (no city) takes its ids from this index alone, sorted there, then
-                # reads its rows; with a cursor the planner otherwise walked the primary key, reading every
-                # row for its price (a 0.4% range: 7,349 rows, 90 ms cold).
-                "CREATE INDEX IF NOT EXISTS listings_price_id ON listings (price_minor) INCLUDE (id)",
-                "DROP INDEX IF EXISTS listings_price",
-                # So does a text query whose filters few listings pass (``ListingStore._filters_pass``).
-                "CREATE INDEX IF NOT EXISTS listings_city_price_id ON listings (city_key, price_minor) INCLUDE (id)",
-                "DROP INDEX IF EXISTS listings_city_price",
+                *_PRICE_ID_INDEXES,
                 "ANALYZE listings",
                 "ANALYZE search_words",
             ),
         },
+    ),
+    Migration(
+        6,
+        "word runs up to 8 in the word index",
+        # A query repeating a word many times needs listings that repeat it as often (up to 8), not
+        # three times: 25 of a million listings say "dolap dolap dolap", and a 200-character "dolap
+        # dolap ..." read every one of them cold (50 ms on SQLite) to find none.
+        (_index_word_runs,),
+        # Databases that reached schema 5 before its price indexes were added get them here.
+        dialects={"postgresql": (*_PRICE_ID_INDEXES, "ANALYZE listings")},
     ),
 )
 

@@ -98,19 +98,36 @@ def words(doc: str) -> list[str]:
     return sorted({word for field in doc.split(FIELD_SEPARATOR) for word in field.split(" ") if word})
 
 
-def word_terms(doc: str) -> list[str]:
+#: A word written this many times in a row, or more, is one term: a query repeating a word k times
+#: needs a listing that repeats it at least k times (up to this many), not merely three times.
+LONGEST_RUN = 8
+
+
+def word_terms(doc: str, longest_run: int = LONGEST_RUN) -> list[str]:
     """The word index's terms for a search document: each distinct word and each distinct pair of
     adjacent words of a field (a pair never spans the title and the description), and a word written
-    three times in a row (``"ev ev ev"``: a query repeating one word is as narrow as its repeats)."""
+    k times in a row for each k from 3 to its run's length, at most ``longest_run`` (``"ev ev ev"``: a
+    query repeating one word is as narrow as its repeats). ``longest_run=3``: the terms schema 5 wrote
+    (``service.db`` migration 6 adds the rest)."""
     terms: set[str] = set()
     for field in doc.split(FIELD_SEPARATOR):
         tokens = field.split(" ") if field else []
         terms.update(map(term, tokens))
         terms.update(term(f"{left} {right}") for left, right in itertools.pairwise(tokens))
-        terms.update(
-            term(f"{a} {a} {a}") for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False) if a == b == c
-        )
+        for word, length in runs(tokens):
+            terms.update(term(" ".join([word] * k)) for k in range(3, min(length, longest_run) + 1))
     return sorted(terms)
+
+
+def runs(tokens: Sequence[str]) -> list[tuple[str, int]]:
+    """Each word written 3 or more times in a row, with how many times (``["a", "a", "a", "b"]``:
+    ``[("a", 3)]``)."""
+    found = []
+    for word, group in itertools.groupby(tokens):
+        length = sum(1 for _ in group)
+        if length >= 3:
+            found.append((word, length))
+    return found
 
 
 #: The text indexes also hold each listing's city and price band (and, on PostgreSQL, its id band),
@@ -159,15 +176,21 @@ def postgres_arrays(doc: str, city_key: str, price_minor: int) -> dict[str, list
     return {"short_terms": short_terms(doc) + listing, "words": word_terms(doc) + listing}
 
 
-def sqlite_terms(doc: str, city_key: str, price_minor: int) -> dict[str, str]:
+def sqlite_terms(doc: str, city_key: str, price_minor: int, longest_run: int = LONGEST_RUN) -> dict[str, str]:
     """The terms SQLite's contentless FTS5 tables hold for a row (``listings_short``, ``listings_words``),
     each with the row's city and price band: FTS5 meets a query's text and filters itself, newest
-    first (its rowid order), reading no row that fails either."""
+    first (its rowid order), reading no row that fails either. (A contentless table forgets a row only
+    when given its exact terms again: ``longest_run`` gives schema 5's, for migration 6.)"""
     listing = fts_terms([city_term(city_key), *price_terms(price_minor)])
     return {
         "listings_short": " ".join([*short_terms(doc), listing]),
-        "listings_words": " ".join([fts_terms(word_terms(doc)), listing]),
+        "listings_words": " ".join([fts_terms(word_terms(doc, longest_run)), listing]),
     }
+
+
+def has_long_run(doc: str) -> bool:
+    """Whether a document repeats a word 4 or more times in a row (its terms changed in schema 6)."""
+    return any(length > 3 for field in doc.split(FIELD_SEPARATOR) for _, length in runs(field.split(" ")))
 
 
 def id_band(listing_id: int) -> str:
@@ -249,9 +272,7 @@ class WordQuery:
             head, tail = middle[0], middle[-1]
             groups.append([term(f"{left} {head}") for left in before] if before is not None else [term(head)])
             groups += [[term(f"{left} {right}")] for left, right in itertools.pairwise(middle)]
-            groups += [
-                [term(f"{a} {a} {a}")] for a, b, c in zip(middle, middle[1:], middle[2:], strict=False) if a == b == c
-            ]
+            groups += [[term(" ".join([word] * min(length, LONGEST_RUN)))] for word, length in runs(middle)]
             groups.append([term(f"{tail} {right}") for right in after] if after is not None else [term(tail)])
         if any(not group for group in groups):
             return None

@@ -140,7 +140,7 @@ async def test_a_database_from_before_the_word_index_is_upgraded(
             )
     monkeypatch.undo()
 
-    assert await db.migrate(database) == [5]
+    assert await db.migrate(database) == [5, 6]
     store = ListingStore(database)
     assert [
         item["title"] for item in (await store.search(ListingQuery.model_validate({"q": "manzarali, bahc"})))[0]
@@ -148,6 +148,61 @@ async def test_a_database_from_before_the_word_index_is_upgraded(
     assert await store._narrowing("yeni boyali") == [["yeni boyali"]]
     vocabulary = {row[0] for row in await database.fetch_all("SELECT word FROM search_words")}
     assert vocabulary == {"satilik", "daire", "deniz", "manzarali,", "bahceli", "ev", "yeni", "boyali"}
+
+
+async def test_a_word_repeated_many_times_is_narrowed_by_its_run(database: Database) -> None:
+    """A query repeating a word k times needs a listing repeating it k times (runs up to 8 are
+    terms): found exactly as the substring says, for runs shorter, equal and longer than 8."""
+    store = ListingStore(database)
+    documents = {}
+    for length in (1, 2, 3, 4, 5, 7, 8, 9, 12):
+        title, description = f"Ev {length}", "sahibinden " + " ".join(["ev"] * length) + " satilik"
+        listing = await store.create(ListingCreate(title=title, description=description, price=Decimal(1),
+                                                   city="Ankara"), owner_id="u")  # fmt: skip
+        documents[listing["id"]] = search.document(title, description)
+    queries = [" ".join(["ev"] * k) for k in range(1, 15)]
+    queries += [f"n {q} s" for q in queries] + [f"{q} sat" for q in queries] + [f"den {q}" for q in queries]
+    for q in queries:
+        holding = sorted((i for i, doc in documents.items() if q in doc), reverse=True)
+        assert await everything(store, q=q) == holding, q
+    # Ten repeats between other words: only a listing with a run of 8 or more can hold them.
+    assert [search.term(" ".join(["ev"] * 8))] in (await store._narrowing("n " + "ev " * 10 + "s") or [])
+
+
+async def test_a_database_at_schema_5_is_upgraded_to_word_runs(database: Database) -> None:
+    """Schema 5 indexed a word written 3 times in a row at most; migration 6 indexes the rows that
+    repeat one more often again, and they are found, edited and deleted as any other."""
+    store = ListingStore(database)
+    created = []
+    for title, description in [("Uzun", "ev ev ev ev ev ev satilik"), ("Kisa", "ev ev ev satilik")]:
+        fields = ListingCreate(title=title, description=description, price=Decimal(1), city="Ankara")
+        created.append(await store.create(fields, owner_id="u"))
+    long, short = created
+    # Back to schema 5: the long run's row indexed as schema 5 did (runs of 3 at most).
+    doc = search.document("Uzun", "ev ev ev ev ev ev satilik")
+    if db.dialect(database) == "postgresql":
+        words = [t for t in search.postgres_arrays(doc, "ankara", 100)["words"] if not db._long_run_term(t)]
+        await database.execute("UPDATE listings SET words = :words WHERE id = :id", {"id": long["id"], "words": words})
+    else:
+        now = search.sqlite_terms(doc, "ankara", 100)["listings_words"]
+        before = search.sqlite_terms(doc, "ankara", 100, longest_run=3)["listings_words"]
+        await database.execute(
+            "INSERT INTO listings_words (listings_words, rowid, terms) VALUES ('delete', :id, :terms)",
+            {"id": long["id"], "terms": now},
+        )
+        await database.execute(
+            "INSERT INTO listings_words (rowid, terms) VALUES (:id, :terms)", {"id": long["id"], "terms": before}
+        )
+    await database.execute("DELETE FROM schema_migrations WHERE version = 6")
+    six = "ev ev ev ev ev ev"  # four whole words between the ends: a run of 4 is asked of the index
+    assert await everything(store, q=six) == []  # schema 5's index lacks it: migration 6 is needed
+    assert await db.migrate(database) == [6]
+    assert await everything(store, q=six) == [long["id"]]
+    assert await everything(store, q="ev ev ev") == [short["id"], long["id"]]
+    await store.update(long["id"], ListingUpdate(description="ev ev ev ev ev ev ev ev ev kiralik"))
+    assert await everything(store, q="ev ev ev ev ev ev ev ev ev kir") == [long["id"]]
+    assert await store.delete(long["id"])
+    assert await everything(store, q="ev ev ev") == [short["id"]]
 
 
 def test_price_bands_cover_every_price_of_the_range() -> None:
