@@ -248,7 +248,13 @@ class StreamGuard:
             verdict, left = result
             if verdict is not Verdict.VALID:
                 self._end(stream, verdict.description)
-            elif left is not None:  # the login lapses unless used: look again just after it would
+                continue
+            for key in self.blacklist.check_keys(stream.claims):
+                # A key read from a server the channel does not follow yet makes it look at the servers
+                # now; once it follows the new one, every stream is checked again (``flushed``).
+                if not self.channel.covers(key):
+                    break
+            if left is not None:  # the login lapses unless used: look again just after it would
                 if len(stream.timers) > 1:
                     stream.timers.pop().cancel()  # one idle check per stream, the latest
                 stream.timers.append(loop.call_later(left + 0.05, self._recheck, [stream]))
