@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,18 +27,25 @@ class Migration:
     dialects: Mapping[str, tuple[Step, ...]] = field(default_factory=dict)
 
 
-async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
-    """Recompute the search columns of every row with ``service.search`` (and, on SQLite, fill the
-    1-2 character index), in id order, a batch at a time."""
-    postgres = database.url.dialect.startswith("postgres")
+async def _rows_in_id_order(database: Database, columns: str, *, batch: int) -> AsyncIterator[list[Any]]:
+    """Every listing's ``columns`` (``id`` first), in id order, a batch at a time."""
     last = 0
     while True:
         rows = await database.fetch_all(
-            "SELECT id, title, description, city FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
+            f"SELECT id, {columns} FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
             {"last": last, "batch": batch},
         )
         if not rows:
             return
+        yield rows
+        last = rows[-1][0]
+
+
+async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
+    """Recompute the search columns of every row with ``service.search`` (and, on SQLite, fill the
+    1-2 character index), in id order, a batch at a time."""
+    postgres = database.url.dialect.startswith("postgres")
+    async for rows in _rows_in_id_order(database, "title, description, city", batch=batch):
         updates = []
         for row in rows:
             doc = search.document(row[1], row[2])
@@ -53,7 +60,6 @@ async def _fold_existing_rows(database: Database, *, batch: int = 2000) -> None:
                 "INSERT INTO listings_short (rowid, terms) VALUES (:id, :terms)",
                 [{"id": u["id"], "terms": " ".join(search.short_terms(u["search"]))} for u in updates],
             )
-        last = rows[-1][0]
 
 
 async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000) -> None:
@@ -64,14 +70,7 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
     postgres = database.url.dialect.startswith("postgres")
     if not postgres:
         await database.execute("INSERT INTO listings_short (listings_short) VALUES ('delete-all')")
-    last = 0
-    while True:
-        rows = await database.fetch_all(
-            "SELECT id, search, city_key, price_minor FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
-            {"last": last, "batch": batch},
-        )
-        if not rows:
-            return
+    async for rows in _rows_in_id_order(database, "search, city_key, price_minor", batch=batch):
         vocabulary = sorted({word for row in rows for word in search.words(row[1])})
         # One statement per batch, the batch as JSON (a statement per row is a round trip per row).
         if postgres:
@@ -95,7 +94,6 @@ async def _index_words_of_existing_rows(database: Database, *, batch: int = 2000
                     {"rows": json.dumps(indexed, ensure_ascii=False)},
                 )
         await remember_words(database, vocabulary)
-        last = rows[-1][0]
 
 
 def _long_run_term(text: str) -> bool:
@@ -110,14 +108,7 @@ async def _index_word_runs(database: Database, *, batch: int = 2000) -> None:
     are found in id order, a batch at a time, and indexed again (on SQLite a contentless table forgets
     a row when given its exact old terms, schema 5's)."""
     postgres = database.url.dialect.startswith("postgres")
-    last = 0
-    while True:
-        rows = await database.fetch_all(
-            "SELECT id, search, city_key, price_minor FROM listings WHERE id > :last ORDER BY id LIMIT :batch",
-            {"last": last, "batch": batch},
-        )
-        if not rows:
-            return
+    async for rows in _rows_in_id_order(database, "search, city_key, price_minor", batch=batch):
         for row in rows:
             if not search.has_long_run(row[1]):
                 continue
@@ -136,7 +127,6 @@ async def _index_word_runs(database: Database, *, batch: int = 2000) -> None:
             await database.execute(
                 "INSERT INTO listings_words (rowid, terms) VALUES (:id, :terms)", {"id": row[0], "terms": new}
             )
-        last = rows[-1][0]
 
 
 async def _create_id_band_trigger(database: Database) -> None:
